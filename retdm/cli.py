@@ -1,0 +1,235 @@
+"""The ``retdm`` command line: the edge where config is read and errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from retdm.errors import RetdmError
+from retdm.registry import UnknownNameError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class RetdmGroup(click.Group):
+    """Turns library errors into one line on stderr and exit status 1, with no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (RetdmError, UnknownNameError) as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """``("loss.alpha=0.5", …)`` → ``{"loss.alpha": 0.5}``, values parsed as YAML scalars."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE (e.g. loss.alpha=0.5), got {pair!r}", param_hint="--set")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+@click.group(cls=RetdmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="retdm")
+def main() -> None:
+    """RETDM: reconstruction-regularized two-way deep metric learning for multi-label images.
+
+    \b
+    A typical run on the embedded dataset:
+      retdm data synth --out data/synthetic
+      retdm train --data data/synthetic/labels.parquet --out runs/synthetic --method retdm
+      retdm evaluate --data data/synthetic/labels.parquet --runs runs/synthetic -m bce -m retdm
+    """
+
+
+@main.group()
+def data() -> None:
+    """Create or import datasets into the Parquet label table."""
+
+
+@data.command("synth")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/synthetic"),
+              show_default=True, help="Directory to write images/ and labels.parquet into (replaced on success).")
+@click.option("--num-images", default=2000, show_default=True, help="Number of images (train + test).")
+@click.option("--image-size", default=64, show_default=True, help="Side of the square RGB images, in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Generator seed; the same seed gives identical files.")
+@click.option("--test-fraction", default=0.2, show_default=True, help="Share of images in the test split.")
+def data_synth(out: Path, num_images: int, image_size: int, seed: int, test_fraction: float) -> None:
+    """Generate the embedded `synthetic` dataset (no download)."""
+    from retdm.data.synthetic import make_synthetic
+
+    table = make_synthetic(out, num_images=num_images, image_size=image_size, seed=seed, test_fraction=test_fraction)
+    click.echo(f"wrote {len(table)} images with {table.num_labels} labels to {out}/labels.parquet")
+
+
+@data.command("import")
+@click.argument("images_dir", type=click.Path(path_type=Path))
+@click.argument("csv_path", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label table to write [default: IMAGES_DIR/labels.parquet].")
+@click.option("--separator", default=" ", show_default=True, help="Separator of label names in an image,labels CSV.")
+@click.option("--test-fraction", default=0.2, show_default=True, help="Test share when the CSV has no split column.")
+@click.option("--seed", default=0, show_default=True, help="Seed of that split.")
+def data_import(images_dir: Path, csv_path: Path, out: Path | None, separator: str, test_fraction: float,
+                seed: int) -> None:
+    """Import your own images: IMAGES_DIR plus CSV_PATH (image,label_a,… as 0/1, or image,labels)."""
+    from retdm.data.folder import import_folder
+
+    table = import_folder(images_dir, csv_path, out, separator=separator, test_fraction=test_fraction, seed=seed)
+    click.echo(f"wrote {len(table)} images with labels {list(table.label_names)} to {out or images_dir / 'labels.parquet'}")
+
+
+def config_options(f):
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config key, e.g. --set loss.alpha=0.5 --set pretrain.epochs=3.")(f)
+    f = click.option("--seed", type=int, default=None, help="Seed (overrides the profile's).")(f)
+    return click.option("--profile", default="cpu", show_default=True,
+                        help="Config profile from retdm/profiles.yaml: cpu (small CNN, 64 px) or paper (VGG-16, 224 px).")(f)
+
+
+def resolve_config(profile: str, overrides: tuple[str, ...], seed: int | None):
+    from retdm.config import load_config
+
+    extra = parse_overrides(overrides)
+    if seed is not None:
+        extra["seed"] = seed
+    return load_config(profile, extra)
+
+
+@main.command()
+@click.option("--data", "table", required=True, type=click.Path(path_type=Path), help="Label table (labels.parquet).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory; re-running resumes and skips finished stages.")
+@click.option("--method", "-m", default="retdm", show_default=True, help="Method to train (see `retdm methods`).")
+@click.option("--stage", type=click.Choice(["all", "pretrain", "embed", "finetune"]), default="all", show_default=True,
+              help="One stage, or all the method's stages in order.")
+@config_options
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train(table: Path, out: Path, method: str, stage: str, profile: str, overrides: tuple[str, ...],
+          seed: int | None, quiet: bool) -> None:
+    """Train a method: pretrain (BCE), embed (label net), finetune (everything)."""
+    from retdm.train.run import train_method
+
+    cfg = resolve_config(profile, overrides, seed)
+    best = train_method(table, out, cfg, method, None if stage == "all" else (stage,), progress=not quiet)
+    click.echo(f"best checkpoint: {best}")
+
+
+@main.command("evaluate")
+@click.option("--data", "table", required=True, type=click.Path(path_type=Path), help="Label table (labels.parquet).")
+@click.option("--runs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory of `retdm train`; evaluates each --method's final checkpoint.")
+@click.option("--method", "-m", "methods", multiple=True, help="Method(s) to evaluate from --runs (repeatable).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Evaluate one checkpoint file instead of --runs.")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--threshold", default=0.5, show_default=True, help="Score threshold of the label-based metrics.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write metrics in long form to this Parquet file (and predictions beside it).")
+def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], checkpoint: Path | None, split: str,
+                 threshold: float, out: Path | None) -> None:
+    """Compute the 12 metrics (paper's 11 plus mAP) of trained models and print them as a table."""
+    import pandas as pd
+
+    from retdm.evaluate import evaluate_checkpoint, metrics_frame, predictions_frame, provenance, write_parquet
+    from retdm.metrics import METRIC_KEYS
+    from retdm.train.run import final_checkpoint
+
+    if checkpoint is not None:
+        targets = [(None, checkpoint)]
+    elif runs is not None and methods:
+        targets = [(m, final_checkpoint(runs, m)) for m in methods]
+    else:
+        raise click.UsageError("give --checkpoint FILE, or --runs DIR with one or more --method")
+    frames, rows = [], {}
+    for method, ckpt in targets:
+        metrics, scores, part, record = evaluate_checkpoint(ckpt, table, split=split, threshold=threshold)
+        name = method or record["method"]
+        rows[name] = {k: metrics[k] for k in METRIC_KEYS}
+        frames.append(metrics_frame(metrics, dataset=part.name, method=name, seed=record["config"]["seed"]))
+        if out is not None:
+            write_parquet(predictions_frame(part, scores), out.with_name(f"{out.stem}_{name}_predictions.parquet"),
+                          provenance(ckpt, record, split, threshold))
+    if out is not None:
+        write_parquet(pd.concat(frames, ignore_index=True), out,
+                      {"checkpoints": {m or "": str(c) for m, c in targets}, "split": split, "threshold": threshold})
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
+        click.echo(pd.DataFrame.from_dict(rows, orient="index").to_string())
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--images", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of images (searched recursively).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Parquet file: image, one score column per label, predicted labels.")
+@click.option("--threshold", default=0.5, show_default=True)
+def predict(checkpoint: Path, images: Path, out: Path, threshold: float) -> None:
+    """Score a folder of images with a trained checkpoint."""
+    import pandas as pd
+
+    from retdm.data.dataset import LabelTableDataset
+    from retdm.data.table import LabelTable
+    from retdm.data.transforms import TestTransform
+    from retdm.errors import DataError
+    from retdm.evaluate import predict_scores, provenance, write_parquet
+    from retdm.train.checkpoint import load_model
+
+    model, spec, names, record = load_model(checkpoint)
+    if not images.is_dir():
+        raise DataError(f"{images}: image folder not found")
+    files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{images}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
+    rel = [str(p.relative_to(images)) for p in files]
+    frame = pd.DataFrame({"image_id": rel, "path": rel, "split": "test", **{n: 0 for n in names}})
+    dataset = LabelTableDataset(LabelTable(frame, names, images), TestTransform(spec))
+    scores = predict_scores(model, dataset, progress=True)
+    result = pd.DataFrame(scores, columns=list(names))
+    result.insert(0, "image", rel)
+    result["labels"] = [[n for n, s in zip(names, row) if s >= threshold] for row in scores]
+    write_parquet(result, out, provenance(checkpoint, record, "predict", threshold))
+    click.echo(f"wrote scores of {len(files)} images to {out}")
+
+
+def _list(registry) -> None:
+    width = max(map(len, registry.names()), default=0)
+    for name in registry.names():
+        click.echo(f"{name:<{width}}  {registry.help(name)}")
+
+
+@main.command()
+def backbones() -> None:
+    """List the registered image backbones (Φcnn)."""
+    from retdm.models.backbones import BACKBONES
+
+    _list(BACKBONES)
+
+
+@main.command()
+def methods() -> None:
+    """List the registered methods."""
+    from retdm.methods import METHODS
+
+    _list(METHODS)
+
+
+@main.command()
+def datasets() -> None:
+    """List the registered dataset importers."""
+    import retdm.data.folder  # noqa: F401  (registers "folder")
+    import retdm.data.synthetic  # noqa: F401  (registers "synthetic")
+    from retdm.data.registry import DATASETS
+
+    _list(DATASETS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The typed, frozen configuration tree, read once at the edge.
+
+``load_config(profile, overrides)`` starts from the dataclass defaults, applies a profile from
+``profiles.yaml`` (``cpu``, the default, or ``paper``), then dotted ``key=value`` overrides.
+Unknown keys and wrong types raise ``ConfigError`` naming the key; core functions receive the
+pieces they need as explicit arguments, never the whole tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from retdm.errors import ConfigError
+
+WAY2_MODES = ("bank", "forward")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline. ``resize``/``crop``: the paper's 256 → 5-crop → 224 scheme, scaled."""
+
+    image_size: int = 64          # test: resize to image_size × image_size; train crop size
+    resize: int = 73              # train: resize to resize × resize, then one of 5 crops of image_size
+    batch_size: int = 64
+    val_fraction: float = 0.1     # carved from the training split to pick epochs and plateau the lr
+    num_workers: int = 0
+    cache_images: bool = True     # decode every image once into memory (small datasets)
+
+    def validate(self) -> None:
+        _require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")
+        _require(self.resize >= self.image_size, "data.resize", self.resize, f">= data.image_size ({self.image_size})")
+        _require(self.batch_size >= 2, "data.batch_size", self.batch_size, ">= 2")
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Networks: Φcnn (backbone), Φdnn (label net), Φcls, Φrec."""
+
+    backbone: str = "small_cnn"
+    embed_dim: int = 512          # d, the shared embedding width (paper: 512)
+    label_hidden: int = 512       # hidden units of the two-layer label net (paper: 512)
+    pretrained: bool = False
+
+    def validate(self) -> None:
+        _require(self.embed_dim >= 1, "model.embed_dim", self.embed_dim, ">= 1")
+        _require(self.label_hidden >= 1, "model.label_hidden", self.label_hidden, ">= 1")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """L = Lcls + α·(J1 + λ·J2) + β·Jrec (paper Eq. 8, 13) and the neighbour mining."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    lam: float = 1.0
+    k: int = 10
+    two_way: bool = True
+    way2: str = "bank"            # "bank": memory of embeddings; "forward": k extra CNN forwards (exact)
+
+    def validate(self) -> None:
+        _require(self.k >= 1, "loss.k", self.k, ">= 1")
+        _require(self.way2 in WAY2_MODES, "loss.way2", self.way2, f"one of {WAY2_MODES}")
+        for key in ("alpha", "beta", "lam"):
+            _require(getattr(self, key) >= 0, f"loss.{key}", getattr(self, key), ">= 0")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: SGD from ``lr``, ÷10 on a validation-loss plateau, stop below ``min_lr``."""
+
+    epochs: int = 10
+    lr: float = 0.1
+    min_lr: float = 0.01
+    patience: int = 2             # epochs without validation-loss improvement before lr ÷ 10
+
+    def validate(self, name: str) -> None:
+        _require(self.epochs >= 1, f"{name}.epochs", self.epochs, ">= 1")
+        _require(self.lr > 0, f"{name}.lr", self.lr, "> 0")
+        _require(0 < self.min_lr <= self.lr, f"{name}.min_lr", self.min_lr, f"in (0, lr={self.lr}]")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. ``profile`` names where the values came from."""
+
+    profile: str = "cpu"
+    seed: int = 0
+    device: str = "auto"          # "auto": cuda if available, else cpu
+    amp: bool = True              # mixed precision on CUDA only; ignored on CPU
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=12))
+    embed: StageConfig = field(default_factory=lambda: StageConfig(epochs=4))
+    finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=6))
+
+    def validate(self) -> "TrainConfig":
+        self.data.validate()
+        self.model.validate()
+        self.loss.validate()
+        for name in ("pretrain", "embed", "finetune"):
+            getattr(self, name).validate(name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def profiles() -> dict[str, dict[str, Any]]:
+    """The named profiles of ``retdm/profiles.yaml``."""
+    text = resources.files("retdm").joinpath("profiles.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_config(profile: str = "cpu", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Resolve a config: dataclass defaults ← profile ← dotted overrides (``{"loss.alpha": 0.5}``).
+
+    Raises:
+        ConfigError: unknown profile, unknown key, wrong type or out-of-range value.
+    """
+    known = profiles()
+    if profile not in known:
+        raise ConfigError(f"unknown profile {profile!r}; valid profiles are: {', '.join(sorted(known))}")
+    tree = _merge({}, known[profile] or {})
+    for dotted, value in (overrides or {}).items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {p!r} is not a section")
+        node[leaf] = value
+    tree["profile"] = profile
+    return from_dict(TrainConfig, tree, "").validate()
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + u for u in unknown]}; valid keys here are: {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"config key {key!r}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    if isinstance(tp, types.UnionType):
+        raise AssertionError(f"union types are not used in the config ({key})")
+    return value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r}: expected {expected}, got {value!r}")

@@ -1,0 +1,113 @@
+"""The ``folder`` importer: a directory of images plus a CSV of labels → a label table.
+
+Two CSV layouts are accepted:
+
+- wide: ``image,label_a,label_b,…`` with 0/1 in every label column;
+- list: ``image,labels`` where ``labels`` holds label names joined by ``separator``
+  (default a space; an empty cell means no label). Label order is sorted by name.
+
+An optional ``split`` column (``train``/``test``) is kept; otherwise a seeded 80/20 split is drawn.
+Paths in the table are relative to the directory of the written table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retdm.data.registry import DATASETS
+from retdm.data.table import LabelTable, assign_split, write_label_table
+from retdm.errors import DataError
+
+
+@DATASETS.register("folder", help="your own images: a folder plus a CSV (image,label_a,… as 0/1, or image,labels)")
+def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
+                  separator: str = " ", test_fraction: float = 0.2, seed: int = 0, name: str | None = None) -> LabelTable:
+    """Import a folder of images and its label CSV into ``out`` (default ``<images_dir>/labels.parquet``).
+
+    Args:
+        images_dir: directory the CSV's ``image`` column is relative to.
+        csv_path: the label CSV (wide or list layout, see the module docstring).
+        out: where to write the Parquet label table.
+        separator: joins label names in the list layout.
+        test_fraction: test share of the seeded split when the CSV has no ``split`` column.
+        seed: seed of that split.
+        name: dataset name; defaults to the folder's name.
+
+    Returns:
+        The written label table.
+
+    Raises:
+        DataError: naming the CSV line and column of the first bad value, or the missing image.
+    """
+    images_dir, csv_path = Path(images_dir), Path(csv_path)
+    out = Path(out) if out is not None else images_dir / "labels.parquet"
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: image folder not found; pass the directory that holds your images")
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: label CSV not found; give a CSV with an 'image' column and labels")
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{csv_path}: not a readable CSV ({err})") from err
+    if "image" not in raw.columns:
+        raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
+    if len(raw) == 0:
+        raise DataError(f"{csv_path}: the dataset is empty (no rows below the header); add one row per image")
+    label_cols = [c for c in raw.columns if c not in ("image", "split")]
+    if label_cols == ["labels"]:
+        label_names, labels = _from_list(raw["labels"], separator)
+        layout = "list"
+    else:
+        label_names, labels = _from_wide(raw, label_cols, csv_path)
+        layout = "wide"
+    for line, image in enumerate(raw["image"], start=2):
+        if not (images_dir / image).is_file():
+            raise DataError(f"{csv_path}, line {line}: image file {images_dir / image} does not exist; fix the name or add the file")
+    if "split" in raw.columns:
+        split = raw["split"].to_numpy(dtype=object)
+        bad = ~np.isin(split, ("train", "test"))
+        if bad.any():
+            line = int(np.flatnonzero(bad)[0]) + 2
+            raise DataError(f"{csv_path}, line {line}: column 'split' must be train or test, got {split[line - 2]!r}")
+    else:
+        split = assign_split(len(raw), test_fraction, seed)
+    rel = [os.path.relpath(images_dir / image, out.parent) for image in raw["image"]]
+    frame = pd.DataFrame({"image_id": raw["image"].to_numpy(), "path": rel, "split": split})
+    frame = pd.concat([frame, pd.DataFrame(labels, columns=list(label_names))], axis=1)
+    source = json.dumps({"importer": "folder", "csv": str(csv_path), "layout": layout, "separator": separator,
+                         "test_fraction": test_fraction, "seed": seed, "split_from_csv": "split" in raw.columns})
+    table = LabelTable(frame, tuple(label_names), out.parent, name or images_dir.name, source)
+    write_label_table(table, out)
+    return table
+
+
+def _from_wide(raw: pd.DataFrame, label_cols: list[str], csv_path: Path) -> tuple[list[str], np.ndarray]:
+    if not label_cols:
+        raise DataError(f"{csv_path}: no label columns; add one 0/1 column per label, or a 'labels' column")
+    values = raw[label_cols].to_numpy(dtype=object)  # (N, M) strings
+    ok = np.isin(values, ("0", "1"))
+    if not ok.all():
+        row, col = (int(a[0]) for a in np.nonzero(~ok))
+        raise DataError(
+            f"{csv_path}, line {row + 2}, column {label_cols[col]!r}: expected 0 or 1, got {values[row, col]!r}; "
+            "label columns hold 0/1 only (for a list of label names use a single 'labels' column)"
+        )
+    return label_cols, (values == "1").astype(np.uint8)
+
+
+def _from_list(cells: pd.Series, separator: str) -> tuple[list[str], np.ndarray]:
+    sets = [[t for t in cell.split(separator) if t.strip()] if cell.strip() else [] for cell in cells]
+    names = sorted({t.strip() for s in sets for t in s})
+    if not names:
+        raise DataError("the 'labels' column names no label at all; list label names separated by "
+                        f"{separator!r}")
+    col = {n: j for j, n in enumerate(names)}
+    labels = np.zeros((len(sets), len(names)), dtype=np.uint8)  # (N, M)
+    for i, s in enumerate(sets):
+        labels[i, [col[t.strip()] for t in s]] = 1
+    return names, labels

@@ -1,0 +1,228 @@
+"""The label-table contract: one Parquet table per dataset, read by everything downstream.
+
+Columns, in this order:
+
+- ``image_id`` (string, unique): a stable name of the item;
+- ``path`` (string, relative to the dataset root) for image datasets, or feature columns
+  ``feat_0 … feat_{F-1}`` (float32) for feature datasets;
+- ``split`` (string): ``train`` or ``test``;
+- one 0/1 ``uint8`` column per label, in the order recorded in the file metadata.
+
+File metadata (Parquet key-value, JSON values) records ``retdm.label_names`` (the order),
+``retdm.dataset`` (its name) and ``retdm.source`` (how it was made). Writes are atomic: a
+temporary file is renamed into place, so a crash never leaves half a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retdm.errors import DataError
+
+SPLITS = ("train", "test")
+RESERVED = ("image_id", "path", "split")
+FEATURE_PREFIX = "feat_"
+META_PREFIX = "retdm."
+
+
+@dataclass(frozen=True)
+class LabelTable:
+    """A validated label table.
+
+    Attributes:
+        frame: the table, columns as in the module docstring.
+        label_names: label column names in their recorded order (M of them).
+        root: directory that ``path`` values are relative to.
+        name: dataset name.
+        source: how the table was made (importer and its options), for provenance.
+    """
+
+    frame: pd.DataFrame
+    label_names: tuple[str, ...]
+    root: Path
+    name: str = ""
+    source: str = ""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def has_images(self) -> bool:
+        return "path" in self.frame.columns
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for c in self.frame.columns if c.startswith(FEATURE_PREFIX)]
+
+    def labels(self) -> np.ndarray:
+        """Multi-hot labels, (N, M) uint8, in ``label_names`` order."""
+        return self.frame[list(self.label_names)].to_numpy(dtype=np.uint8)
+
+    def split(self, which: str) -> "LabelTable":
+        """The rows of one split (``train`` or ``test``), index reset."""
+        if which not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, got {which!r}")
+        part = self.frame[self.frame["split"] == which].reset_index(drop=True)
+        return LabelTable(part, self.label_names, self.root, self.name, self.source)
+
+    def take(self, rows: np.ndarray) -> "LabelTable":
+        """The given rows (positional indices), index reset."""
+        part = self.frame.iloc[np.asarray(rows)].reset_index(drop=True)
+        return LabelTable(part, self.label_names, self.root, self.name, self.source)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -> pd.DataFrame:
+    """Check a frame against the contract and return it with canonical column order and dtypes.
+
+    Args:
+        frame: the candidate table.
+        label_names: the label columns, in order.
+        where: file name (or other origin) used in error messages.
+
+    Raises:
+        DataError: naming the file, the column and the first offending rows, and the fix.
+    """
+    if len(label_names) == 0:
+        raise DataError(f"{where}: no label columns; a label table needs at least one label")
+    clash = [n for n in label_names if n in RESERVED or n.startswith(FEATURE_PREFIX)]
+    if clash:
+        raise DataError(f"{where}: label names {clash} clash with reserved columns {RESERVED}/{FEATURE_PREFIX}*; rename them")
+    if len(set(label_names)) != len(label_names):
+        dup = sorted({n for n in label_names if label_names.count(n) > 1})
+        raise DataError(f"{where}: duplicate label names {dup}")
+    features = [c for c in frame.columns if str(c).startswith(FEATURE_PREFIX)]
+    needed = ["image_id", "split", *label_names] + ([] if features else ["path"])
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {missing}; a label table has image_id, path (or {FEATURE_PREFIX}* "
+            f"features), split and one column per label {list(label_names)}"
+        )
+    if len(frame) == 0:
+        raise DataError(f"{where}: the dataset is empty (0 rows); add images and labels")
+    ids = frame["image_id"].astype(str)
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        rows = dup.index[:5].tolist()
+        raise DataError(f"{where}: image_id must be unique; {dup.iloc[0]!r} repeats (rows {rows}); drop or rename duplicates")
+    bad_split = ~frame["split"].isin(SPLITS)
+    if bad_split.any():
+        row = int(np.flatnonzero(bad_split.to_numpy())[0])
+        raise DataError(f"{where}: row {row}: split must be 'train' or 'test', got {frame['split'].iloc[row]!r}")
+    for name in label_names:
+        col = frame[name]
+        ok = col.isin([0, 1]) & col.notna()
+        if not ok.all():
+            row = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise DataError(
+                f"{where}: label column {name!r}, row {row} (image_id {ids.iloc[row]!r}): expected 0 or 1, "
+                f"got {col.iloc[row]!r}; label columns hold 0/1 only"
+            )
+    out = pd.DataFrame({"image_id": ids.to_numpy()})
+    if features:
+        for c in features:
+            out[c] = frame[c].to_numpy(dtype=np.float32)
+    else:
+        out["path"] = frame["path"].astype(str).to_numpy()
+    out["split"] = frame["split"].astype(str).to_numpy()
+    for name in label_names:
+        out[name] = frame[name].to_numpy().astype(np.uint8)
+    return out
+
+
+def write_label_table(table: LabelTable, path: str | os.PathLike) -> Path:
+    """Write ``table`` to ``path`` atomically, with its label order and source in the metadata."""
+    path = Path(path)
+    frame = check_frame(table.frame, table.label_names, str(path))
+    meta = {
+        f"{META_PREFIX}label_names": json.dumps(list(table.label_names)),
+        f"{META_PREFIX}dataset": json.dumps(table.name),
+        f"{META_PREFIX}source": json.dumps(table.source),
+    }
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}})
+    atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    return path
+
+
+def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = None,
+                     expect_labels: tuple[str, ...] | None = None) -> LabelTable:
+    """Read and check a label table.
+
+    Args:
+        path: the Parquet file.
+        root: directory the ``path`` column is relative to; defaults to the file's directory.
+        expect_labels: if given, the label names the caller declares; a different count or order raises.
+
+    Raises:
+        DataError: the file is missing or unreadable, or breaks the contract.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: label table not found; create it with `retdm data synth` or `retdm data import`")
+    try:
+        arrow = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from err
+    meta = {k.decode(): v.decode() for k, v in (arrow.schema.metadata or {}).items()}
+    key = f"{META_PREFIX}label_names"
+    if key not in meta:
+        raise DataError(f"{path}: file metadata lacks {key!r}; write label tables with retdm.data.write_label_table")
+    label_names = tuple(json.loads(meta[key]))
+    if expect_labels is not None and tuple(expect_labels) != label_names:
+        raise DataError(
+            f"{path}: the table has {len(label_names)} labels {list(label_names)}, but {len(expect_labels)} were "
+            f"declared {list(expect_labels)}; re-import the dataset or fix the declared label names"
+        )
+    frame = check_frame(arrow.to_pandas(), label_names, str(path))
+    return LabelTable(
+        frame,
+        label_names,
+        Path(root) if root is not None else path.parent,
+        json.loads(meta.get(f"{META_PREFIX}dataset", '""')),
+        json.loads(meta.get(f"{META_PREFIX}source", '""')),
+    )
+
+
+def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """A seeded random train/test assignment of ``n`` items (the paper's 80/20 when 0.2).
+
+    Returns:
+        (n,) array of ``"train"``/``"test"`` strings; exactly ``round(n * test_fraction)`` are test.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    split = np.full(n, "train", dtype=object)
+    split[order[: int(round(n * test_fraction))]] = "test"
+    return split
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
+
+    On any error the temporary file is removed and whatever was at ``path`` stays untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,102 @@
+"""Scores and metrics of a trained checkpoint on a split of a label table.
+
+The preprocessing comes from the checkpoint, never redefined here. Metrics are written in long
+form (dataset, method, seed, metric, value, lower_is_better), predictions as image × label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from retdm import __version__
+from retdm.data.dataset import LabelTableDataset
+from retdm.data.table import LabelTable, atomic_write, read_label_table
+from retdm.data.transforms import TestTransform
+from retdm.errors import DataError
+from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
+from retdm.models.retdm_net import RETDMNet
+from retdm.train.checkpoint import file_sha256, load_model
+from retdm.train.run import pick_device
+
+
+@torch.no_grad()
+def predict_scores(model: RETDMNet, dataset: LabelTableDataset, *, batch_size: int = 128,
+                   device: torch.device | None = None, progress: bool = False) -> np.ndarray:
+    """σ(Φcls(Φcnn(image))) for every item: (N, M) float32 scores in dataset order."""
+    device = device or torch.device("cpu")
+    model.eval().to(device)
+    out = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for images, _, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        _, logits = model(images.to(device))  # (B, M)
+        out.append(torch.sigmoid(logits.float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
+                        threshold: float = 0.5, batch_size: int = 128, device: str = "auto",
+                        progress: bool = False) -> tuple[dict[str, float], np.ndarray, LabelTable, dict[str, Any]]:
+    """Metrics of ``checkpoint`` on ``split`` of the table at ``table_path``.
+
+    Returns:
+        (metrics, scores (N, M), the evaluated part of the table, the checkpoint record).
+
+    Raises:
+        DataError: the table's labels differ from those the model was trained on.
+    """
+    model, spec, names, record = load_model(checkpoint)
+    table = read_label_table(table_path)
+    if table.label_names != names:
+        raise DataError(f"{table_path}: labels {list(table.label_names)} differ from the {len(names)} labels "
+                        f"{list(names)} that {checkpoint} was trained on; evaluate on the same dataset")
+    part = table.split(split)
+    dataset = LabelTableDataset(part, TestTransform(spec))
+    scores = predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
+    return evaluate(part.labels(), scores, threshold=threshold), scores, part, record
+
+
+def metrics_frame(metrics: dict[str, float], *, dataset: str, method: str, seed: int) -> pd.DataFrame:
+    """Long-form rows: dataset, method, seed, metric, value, lower_is_better."""
+    keys = [k for k in METRIC_KEYS if k in metrics]
+    return pd.DataFrame({
+        "dataset": dataset, "method": method, "seed": seed, "metric": keys,
+        "value": [float(metrics[k]) for k in keys], "lower_is_better": [k in LOWER_IS_BETTER for k in keys],
+    })
+
+
+def predictions_frame(part: LabelTable, scores: np.ndarray) -> pd.DataFrame:
+    """One row per image: image_id, then one score column per label."""
+    frame = pd.DataFrame(scores, columns=list(part.label_names))
+    frame.insert(0, "image_id", part.frame["image_id"].to_numpy())
+    return frame
+
+
+def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any]) -> Path:
+    """Write ``frame`` atomically with ``provenance`` (JSON) in the file metadata under ``retdm``."""
+    path = Path(path)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {**(table.schema.metadata or {}), b"retdm": json.dumps(provenance, default=str).encode()}
+    atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(meta), tmp))
+    return path
+
+
+def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str, threshold: float) -> dict[str, Any]:
+    """What produced a result: checkpoint hash, data hash, config, code version, split, threshold."""
+    return {
+        "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "data_path": record.get("data_path"), "data_sha256": record.get("data_sha256"),
+        "method": record.get("method"), "stage": record.get("stage"), "config": record.get("config"),
+        "transform": record.get("transform"), "neighbours": record.get("neighbours"),
+        "split": split, "threshold": threshold, "retdm_version": __version__,
+    }

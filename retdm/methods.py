@@ -1,0 +1,48 @@
+"""The method registry: what each method trains and how it differs from RETDM.
+
+Every method trains through the same trainer, data and metric code. A method names the stages
+it runs and its overrides of the ``loss`` config section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from retdm.registry import Registry
+
+
+@dataclass(frozen=True)
+class Method:
+    """A trainable method.
+
+    Attributes:
+        name: registry name.
+        stages: training stages it runs, in order (see ``retdm.train.stages``).
+        source: where it comes from.
+        loss: overrides of the ``loss`` config section (e.g. ``{"two_way": False}``).
+    """
+
+    name: str
+    stages: tuple[str, ...]
+    source: str
+    loss: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_stage(self) -> str:
+        return self.stages[-1]
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def _register(method: Method, help: str) -> None:
+    METHODS.register(method.name, help=help)(method)
+
+
+_register(Method("bce", ("pretrain",), "paper §IV-B"),
+          "backbone + BCE, the output of the pretrain stage (paper §IV-B)")
+_register(Method("retdm", ("pretrain", "embed", "finetune"), "paper §III"),
+          "the full method: pretrain, embed, finetune with Lcls + α(J1 + λJ2) + βJrec (paper §III)")
+_register(Method("retdm_oneway", ("pretrain", "embed", "finetune"), "paper Table V", {"two_way": False}),
+          "RETDM with way 1 only, J = J1 (paper Table V)")

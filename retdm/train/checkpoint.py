@@ -1,0 +1,80 @@
+"""Checkpoints: the weights plus everything needed to resume, evaluate and audit them.
+
+A checkpoint holds the model, optimiser and scheduler states, the completed epoch, the bank
+(if any), the per-epoch history, the resolved config, the transform spec, the label names and
+the hash of the label table it was trained on. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retdm.config import TrainConfig, from_dict
+from retdm.data.table import atomic_write
+from retdm.data.transforms import TransformSpec
+from retdm.errors import TrainingError
+from retdm.models.backbones import build_backbone
+from retdm.models.retdm_net import RETDMNet
+
+FORMAT = "retdm-checkpoint-1"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus the format tag) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint on the CPU.
+
+    Raises:
+        TrainingError: the file is missing or is not a retdm checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"{path}: checkpoint not found; train first with `retdm train`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise TrainingError(f"{path}: not a readable checkpoint ({err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise TrainingError(f"{path}: not a retdm checkpoint (expected format {FORMAT!r})")
+    return ckpt
+
+
+def build_model(cfg: TrainConfig, num_labels: int) -> RETDMNet:
+    """A fresh RETDM network as ``cfg.model`` describes."""
+    m = cfg.model
+    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=m.pretrained)
+    return RETDMNet(backbone, num_labels, m.embed_dim, m.label_hidden)
+
+
+def load_model(path: str | os.PathLike) -> tuple[RETDMNet, TransformSpec, tuple[str, ...], dict[str, Any]]:
+    """The trained network of a checkpoint with its test preprocessing, label names and record.
+
+    The backbone is built without pretrained weights (the checkpoint carries all weights), so
+    loading never needs the network or the original weight files.
+    """
+    ckpt = load_checkpoint(path)
+    cfg = from_dict(TrainConfig, ckpt["config"], "")
+    names = tuple(ckpt["label_names"])
+    m = cfg.model
+    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=False)
+    model = RETDMNet(backbone, len(names), m.embed_dim, m.label_hidden)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, TransformSpec.from_dict(ckpt["transform"]), names, ckpt

@@ -1,0 +1,85 @@
+"""What a training run reads: the fit and validation parts and their label neighbours.
+
+Legend: N items, M labels, K neighbours. The validation part is carved from the training split
+with the run's seed; it picks the best epoch and drives the learning-rate plateau. The test
+split is never read here. Neighbours are mined among the label sets of the fit part only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from retdm.data.dataset import LabelTableDataset
+from retdm.data.table import LabelTable
+from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec
+from retdm.errors import DataError
+from retdm.neighbours import LabelNeighbours, label_neighbours, query_neighbours
+
+
+@dataclass
+class PartNeighbours:
+    """Per-item neighbour label sets of one part: (N, K) indices into ``LabelNeighbours.sets``."""
+
+    index: Tensor  # (N, K) int64
+    mask: Tensor   # (N, K) bool
+
+
+@dataclass
+class TrainingData:
+    """The fit and validation parts, their neighbours, and a test-transformed view of the fit part."""
+
+    fit: LabelTableDataset
+    fit_eval: LabelTableDataset   # the fit images under the test transform (filling the bank)
+    val: LabelTableDataset
+    neighbours: LabelNeighbours
+    fit_nbr: PartNeighbours
+    val_nbr: PartNeighbours
+    sets: Tensor                  # (S, M) float: distinct fit label sets, the inputs of Φdnn
+
+    @property
+    def num_labels(self) -> int:
+        return self.sets.shape[1]
+
+
+def split_validation(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint (fit, val) row indices of the training split, each sorted."""
+    n_val = int(round(n * val_fraction))
+    if n_val < 1 or n - n_val < 2:
+        raise DataError(f"the training split has {n} images: too few to carve a validation part of "
+                        f"{val_fraction:.0%}; add images or change data.val_fraction")
+    order = np.random.default_rng([seed, 0xDA7A]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def build_training_data(table: LabelTable, spec: TransformSpec, *, val_fraction: float, k: int, seed: int,
+                        cache: bool, progress: bool = False) -> TrainingData:
+    """Split the training rows of ``table`` into fit/val parts and mine their neighbours.
+
+    Args:
+        table: the whole label table (both splits); only ``split == "train"`` rows are used.
+        spec: the transforms.
+        val_fraction: share of the training rows held out for validation.
+        k: neighbours per label set.
+        seed: the run's seed (fixes the validation part).
+        cache: decode images once into memory.
+        progress: show progress bars.
+    """
+    train = table.split("train")
+    if len(train) == 0:
+        raise DataError(f"dataset {table.name!r} has no rows with split == 'train'; assign a split first")
+    fit_rows, val_rows = split_validation(len(train), val_fraction, seed)
+    fit_table, val_table = train.take(fit_rows), train.take(val_rows)
+    fit = LabelTableDataset(fit_table, TrainTransform(spec), cache=cache, progress=progress)
+    fit_eval = LabelTableDataset(fit_table, TestTransform(spec), cache=False)
+    fit_eval.cached = fit.cached  # share the decoded images
+    val = LabelTableDataset(val_table, TestTransform(spec), cache=cache, progress=progress)
+    neigh = label_neighbours(fit_table.labels(), k)
+    fit_nbr = PartNeighbours(torch.from_numpy(neigh.index[neigh.set_of_item]),
+                             torch.from_numpy(neigh.mask[neigh.set_of_item]))
+    val_index, val_mask = query_neighbours(neigh, val_table.labels())
+    val_nbr = PartNeighbours(torch.from_numpy(val_index), torch.from_numpy(val_mask))
+    return TrainingData(fit, fit_eval, val, neigh, fit_nbr, val_nbr, torch.from_numpy(neigh.sets).float())

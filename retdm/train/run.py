@@ -1,0 +1,101 @@
+"""Train a registered method on a label table: the stages it needs, shared where they agree.
+
+Layout under ``out_dir``: ``pretrain/`` (shared by every method: it is the BCE baseline) and
+``<method>/embed/``, ``<method>/finetune/``. Each stage directory holds ``best.pt``, ``last.pt``
+and ``epochs.csv``. Re-running resumes, and a finished stage is not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retdm import __version__
+from retdm.config import TrainConfig
+from retdm.data.table import read_label_table
+from retdm.data.transforms import TransformSpec
+from retdm.errors import ConfigError
+from retdm.methods import METHODS, Method
+from retdm.train.checkpoint import build_model, file_sha256
+from retdm.train.data import build_training_data
+from retdm.train.stages import STAGES, embed, finetune, pretrain
+
+STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune}
+# The config sections each stage's result depends on; a resumed stage must agree on them.
+STAGE_SECTIONS = {
+    "pretrain": ("seed", "data", "model", "optim", "pretrain"),
+    "embed": ("seed", "data", "model", "optim", "pretrain", "loss", "embed"),
+    "finetune": ("seed", "data", "model", "optim", "pretrain", "loss", "embed", "finetune"),
+}
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
+    """``cfg`` with the method's loss overrides applied."""
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **method.loss)).validate()
+
+
+def stage_dir(out_dir: Path, method: str, stage: str) -> Path:
+    """Where a method's stage writes: ``pretrain`` is shared by all methods."""
+    return Path(out_dir) / ("pretrain" if stage == "pretrain" else f"{method}/{stage}")
+
+
+def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:
+    """The checkpoint a method is evaluated from: ``best.pt`` of its last stage."""
+    return stage_dir(Path(out_dir), method, METHODS.get(method).final_stage) / "best.pt"
+
+
+def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig,
+                 method: str = "retdm", stages: tuple[str, ...] | None = None, *, progress: bool = True,
+                 on_epoch_end=None) -> Path:
+    """Train ``method`` on the table at ``table_path``, running ``stages`` (default: all it needs).
+
+    A stage reads the best checkpoint of the stage before it, which must exist (run it first).
+
+    Returns:
+        The best checkpoint of the last stage run.
+    """
+    spec = METHODS.get(method)
+    cfg = method_config(cfg, spec)
+    stages = stages or spec.stages
+    unknown = [s for s in stages if s not in spec.stages]
+    if unknown:
+        raise ConfigError(f"method {method!r} has stages {spec.stages}; it has no stage {unknown[0]!r}")
+    out_dir = Path(out_dir)
+    table = read_label_table(table_path)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, table.num_labels)
+    transform = TransformSpec(cfg.data.image_size, cfg.data.resize, model.backbone.mean, model.backbone.std)
+    data = build_training_data(table, transform, val_fraction=cfg.data.val_fraction, k=cfg.loss.k, seed=cfg.seed,
+                               cache=cfg.data.cache_images, progress=progress)
+    full = cfg.to_dict()
+    record: dict[str, Any] = {
+        "method": method, "config": full, "label_names": list(table.label_names), "transform": transform.to_dict(),
+        "data_path": str(table_path), "data_sha256": file_sha256(table_path), "dataset": table.name,
+        "retdm_version": __version__, "num_fit": len(data.fit), "num_val": len(data.val),
+        "neighbours": {"k": cfg.loss.k, "distinct_sets": int(len(data.neighbours.sets)),
+                       "tied_sets": int(data.neighbours.tied_sets), "tie_break": data.neighbours.tie_break},
+    }
+    best = None
+    for stage in stages:
+        record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
+        out = stage_dir(out_dir, method, stage)
+        kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
+        if stage == "pretrain":
+            best = pretrain(model, data, cfg, out, record, **kwargs)
+        else:
+            prev = stage_dir(out_dir, method, STAGES[STAGES.index(stage) - 1]) / "best.pt"
+            best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
+    return best
+

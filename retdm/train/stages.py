@@ -1,0 +1,182 @@
+"""The paper's three training stages (end of section III), each a named function.
+
+=========  ===========================  ============================  ======================
+stage      trainable                    frozen                        loss
+=========  ===========================  ============================  ======================
+pretrain   backbone, classifier         label_net, reconstructor      Lcls (α = β = 0)
+embed      label_net, reconstructor     backbone, classifier          α·Jmetric + β·Jrec
+finetune   everything                   nothing                       Lcls + α·Jmetric + β·Jrec
+=========  ===========================  ============================  ======================
+
+The pretrain model is the BCE baseline. Legend: B batch, M labels, D width, K neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from retdm.config import LossConfig, TrainConfig
+from retdm.losses import classification_loss, reconstruction_loss, two_way_metric_loss
+from retdm.models.retdm_net import RETDMNet
+from retdm.neighbours import EmbeddingBank, sample_pool_items
+from retdm.train.checkpoint import load_checkpoint
+from retdm.train.data import TrainingData
+from retdm.train.loop import Batch, StageRun, run_stage
+
+STAGES = ("pretrain", "embed", "finetune")
+TRAINABLE = {
+    "pretrain": ("backbone", "classifier"),
+    "embed": ("label_net", "reconstructor"),
+    "finetune": ("backbone", "classifier", "label_net", "reconstructor"),
+}
+
+
+def set_trainable(model: RETDMNet, stage: str) -> list[nn.Module]:
+    """Freeze every parameter group but the stage's; return the trainable modules."""
+    groups = TRAINABLE[stage]
+    for name, module in model.named_children():
+        module.requires_grad_(name in groups)
+    return [getattr(model, name) for name in groups]
+
+
+@dataclass
+class Objective:
+    """L = w_cls·Lcls + α·(J1 + λ·J2) + β·Jrec for one batch (Eq. 8, 13).
+
+    Way-2 images come from the pools of the neighbour label sets: their embeddings are read
+    from ``bank`` (``way2="bank"``) or computed by forwarding the images (``"forward"``,
+    exact as in the paper, K extra forwards per sample).
+    """
+
+    model: RETDMNet
+    data: TrainingData
+    loss: LossConfig
+    w_cls: float
+    bank: EmbeddingBank | None
+    generator: torch.Generator
+
+    def __call__(self, batch: Batch, training: bool) -> tuple[Tensor, dict[str, float], Tensor]:
+        images, labels, rows = batch
+        f_img, logits = self.model(images)  # (B, D), (B, M)
+        total = torch.zeros((), device=images.device)
+        parts: dict[str, float] = {}
+        if self.w_cls:
+            cls = classification_loss(logits, labels)
+            total = total + self.w_cls * cls
+            parts["cls"] = cls.item()
+        if self.loss.alpha or self.loss.beta:
+            f_lbl = self.model.label_net(labels)  # (B, D)
+            if self.loss.alpha:
+                metric = self.metric_loss(f_img, f_lbl, rows, training)
+                total = total + self.loss.alpha * metric
+                parts["metric"] = metric.item()
+            if self.loss.beta:
+                rec = reconstruction_loss(self.model.reconstructor(f_lbl), labels)
+                total = total + self.loss.beta * rec
+                parts["rec"] = rec.item()
+        if training and self.bank is not None:
+            self.bank.update(rows, f_img)
+        parts["loss"] = total.item()
+        return total, parts, logits
+
+    def metric_loss(self, f_img: Tensor, f_lbl: Tensor, rows: Tensor, training: bool) -> Tensor:
+        nbr = self.data.fit_nbr if training else self.data.val_nbr
+        index = nbr.index[rows.cpu()]  # (B, K) neighbour set ids
+        mask = nbr.mask[rows.cpu()].to(f_img.device)  # (B, K)
+        f_nbr_lbl = self.model.label_net(self.data.sets[index].to(f_img.device))  # (B, K, D)
+        f_nbr_img = None
+        if self.loss.two_way:
+            items = sample_pool_items(self.data.neighbours, index, self.generator)  # (B, K) fit rows
+            if self.loss.way2 == "bank":
+                f_nbr_img = self.bank.lookup(items.to(f_img.device))  # (B, K, D)
+            else:
+                source = self.data.fit if training else self.data.fit_eval
+                nbr_images = source.images(items).to(f_img.device)  # (B·K, 3, S, S)
+                f_nbr_img = self.model.backbone(nbr_images).view(*items.shape, -1)  # (B, K, D)
+        return two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask, lam=self.loss.lam,
+                                   two_way=self.loss.two_way)
+
+
+@torch.no_grad()
+def fill_bank(model: RETDMNet, data: TrainingData, bank: EmbeddingBank, batch_size: int,
+              device: torch.device) -> None:
+    """Embed every fit image once (test transform, eval mode) into the bank."""
+    model.eval()
+    for images, _, rows in DataLoader(data.fit_eval, batch_size=batch_size, shuffle=False):
+        bank.update(rows.to(device), model.backbone(images.to(device)))
+
+
+def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
+             *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
+    """Stage 1: fine-tune backbone + classifier with BCE alone. This model is the BCE baseline."""
+    trainable = set_trainable(model, "pretrain")
+    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None, torch.Generator())
+    return _run("pretrain", model, trainable, objective, data, cfg, out_dir, record, device, progress,
+                on_epoch_end, bank=None, init=None)
+
+
+def embed(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
+          init: Path, *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
+    """Stage 2: backbone and classifier frozen; train label net + reconstruction with α·J + β·Jrec."""
+    trainable = set_trainable(model, "embed")
+    return _run_metric("embed", 0.0, model, trainable, data, cfg, out_dir, record, init, device, progress,
+                       on_epoch_end)
+
+
+def finetune(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
+             init: Path, *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
+    """Stage 3: train everything with the full loss Lcls + α·J + β·Jrec."""
+    trainable = set_trainable(model, "finetune")
+    return _run_metric("finetune", 1.0, model, trainable, data, cfg, out_dir, record, init, device, progress,
+                       on_epoch_end)
+
+
+def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init, device, progress, on_epoch_end):
+    needs_bank = cfg.loss.two_way and cfg.loss.way2 == "bank"
+    bank = EmbeddingBank(len(data.fit), cfg.model.embed_dim, device=device) if needs_bank else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    objective = Objective(model, data, cfg.loss, w_cls, bank, gen)
+    return _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end,
+                bank=bank, init=init)
+
+
+def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end, *,
+         bank, init) -> Path:
+    if init is not None:
+        model.load_state_dict(load_checkpoint(init)["model"])
+    model.to(device)
+
+    def before_training() -> None:
+        if bank is not None:
+            fill_bank(model, data, bank, cfg.data.batch_size, device)
+
+    extra = {"bank": bank} if bank is not None else {}
+    if objective.loss.two_way and objective.loss.alpha:
+        extra["pool_generator"] = GeneratorState(objective.generator)
+    run = StageRun(
+        name=stage, model=model, trainable=trainable, step_loss=objective, fit=data.fit, val=data.val,
+        stage=getattr(cfg, stage), optim=cfg.optim, batch_size=cfg.data.batch_size, out_dir=out_dir,
+        seed=cfg.seed, device=device, amp=cfg.amp, record={**record, "stage": stage}, extra_state=extra,
+        before_training=before_training, num_workers=cfg.data.num_workers, progress=progress,
+        on_epoch_end=on_epoch_end,
+    )
+    return run_stage(run)
+
+
+class GeneratorState:
+    """Adapts a torch.Generator to the state_dict protocol, so resume draws the same pools."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["state"])
