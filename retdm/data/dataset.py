@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from retdm.data.table import LabelTable
@@ -30,9 +30,11 @@ def read_image(path: Path, where: str = "") -> Tensor:
     if not path.is_file():
         raise DataError(f"{where}image file {path} does not exist; fix the path column or restore the file")
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+    except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"{where}image file {path} cannot be decoded ({err}); replace or remove it") from err
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (3, H, W)
 
 
 class LabelTableDataset(Dataset):

@@ -129,7 +129,7 @@ def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -
             row = int(np.flatnonzero(~ok.to_numpy())[0])
             raise DataError(
                 f"{where}: label column {name!r}, row {row} (image_id {ids.iloc[row]!r}): expected 0 or 1, "
-                f"got {col.iloc[row]!r}; label columns hold 0/1 only"
+                f"got {_plain(col.iloc[row])!r}; label columns hold 0/1 only"
             )
     out = pd.DataFrame({"image_id": ids.to_numpy()})
     if features:
@@ -141,6 +141,11 @@ def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -
     for name in label_names:
         out[name] = frame[name].to_numpy().astype(np.uint8)
     return out
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def write_label_table(table: LabelTable, path: str | os.PathLike) -> Path:

@@ -58,7 +58,7 @@ class StageRun:
     before_training: Callable[[], None] | None = None   # runs once, when the stage starts fresh
     num_workers: int = 0
     progress: bool = True
-    on_epoch_end: Callable[[int], None] | None = None
+    on_epoch_end: Callable[[str, int], None] | None = None   # (stage, epoch), after the checkpoint
 
 
 def epoch_seed(seed: int, stage: str, epoch: int) -> int:
@@ -169,7 +169,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
             tqdm.write(f"{run.name} epoch {epoch}: " + " ".join(
                 f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
         if run.on_epoch_end is not None:
-            run.on_epoch_end(epoch)
+            run.on_epoch_end(run.name, epoch)
     if done and not best.is_file():  # resumed a finished run whose best.pt was removed
         save_checkpoint(best, load_checkpoint(last))
     return best

@@ -1,0 +1,142 @@
+"""Benchmark retdm.neighbours.label_neighbours at MS-COCO size against a naive numpy search.
+
+Case: N=82,783 label vectors (the COCO-2014 train size) over M=80 labels, fixed seed, drawn
+like COCO's: one dominant label (COCO's "person") in half the images, the others Zipf-skewed
+and co-occurring through a few latent topics, about 2.9 positives per image; that yields tens
+of thousands of distinct label sets. Target: ``label_neighbours(labels, k=10)`` takes at most
+10 s (best of 2).
+
+Baseline: "numpy full distance + lexsort": per chunk of rows, the full (rows, S) Hamming matrix
+by broadcasting and np.lexsort on (distance, index). It is timed on a subsample of the distinct
+sets and scaled up linearly to all S; its neighbours must equal ours on that subsample.
+
+The cores are shared: the load average at start and end is printed, since an OpenMP team of 2
+threads slows down several-fold when other processes keep both cores busy.
+
+Run: ``python bench/bench_neighbours.py [--dense]`` (``--dense`` also times the dense-only
+search, ``radius=None``). ``main()`` returns the numbers as a dict.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
+    sys.path.insert(0, str(ROOT))
+
+from retdm.neighbours import label_neighbours  # noqa: E402
+
+N, M, K, SEED = 82_783, 80, 10, 0
+TARGET_S, SUBSAMPLE = 10.0, 192
+
+
+def make_labels(n: int = N, m: int = M, topics: int = 12, mean_labels: float = 2.9,
+                seed: int = SEED) -> np.ndarray:
+    """(N, M) uint8 COCO-like labels: label 0 in half the rows, the rest from topic mixtures."""
+    rng = np.random.default_rng(seed)
+    zipf = 1.0 / np.arange(1, m + 1)                                  # (M,) skewed popularity
+    topic_w = rng.dirichlet(np.full(m, 0.1), size=topics) * 0.6 + zipf / zipf.sum() * 0.4  # (T, M)
+    topic_w[:, 0] = 0.0                                               # label 0 is drawn apart
+    first, second = rng.integers(0, topics, n), rng.integers(0, topics, n)  # (N,) each
+    p = topic_w[first] + np.where(rng.random(n)[:, None] < 0.3, topic_w[second], 0.0)  # (N, M)
+    p /= p.sum(1, keepdims=True)
+    # E[clip(Poisson(l), 1)] = l + e^-l: l = mean - 0.6 gives mean - 0.5 other labels per row.
+    counts = np.clip(rng.poisson(mean_labels - 0.6, n), 1, m - 1)    # (N,)
+    gumbel = np.log(p + 1e-30) - np.log(-np.log(rng.random((n, m))))  # (N, M) top-c sampling
+    rank = np.argsort(np.argsort(-gumbel, axis=1), axis=1)          # (N, M) rank of each label
+    labels = (rank < counts[:, None]).astype(np.uint8)              # (N, M) c labels w/o replacement
+    labels[:, 0] = rng.random(n) < 0.5
+    return labels
+
+
+def naive_neighbours(sets: np.ndarray, rows: np.ndarray, k: int, chunk: int = 8) -> np.ndarray:
+    """Baseline: full Hamming rows by broadcasting, then np.lexsort on (distance, index).
+
+    Returns:
+        (len(rows), k) int64 neighbour indices into ``sets``.
+    """
+    s, m = sets.shape
+    out = np.empty((len(rows), k), np.int64)
+    for start in range(0, len(rows), chunk):
+        r = rows[start:start + chunk]
+        dist = (sets[r, None, :] != sets[None, :, :]).sum(2)        # (R, S)
+        dist[np.arange(len(r)), r] = m + 1                           # never itself
+        col = np.broadcast_to(np.arange(s), dist.shape)              # (R, S)
+        out[start:start + len(r)] = np.lexsort((col, dist), axis=-1)[:, :k]  # (R, K)
+    return out
+
+
+def best_of(fn, repeats: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main(n: int = N, m: int = M, k: int = K, seed: int = SEED, repeats: int = 2,
+         subsample: int = SUBSAMPLE, dense: bool = False) -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
+    labels = make_labels(n, m, seed=seed)
+    t_ours, neigh = best_of(lambda: label_neighbours(labels, k), repeats)
+    s = len(neigh.sets)
+    rows = np.random.default_rng(seed).choice(s, min(subsample, s), replace=False)
+    t_sub, theirs = best_of(lambda: naive_neighbours(neigh.sets, rows, k), 1)
+    t_naive = t_sub * s / len(rows)  # linear in the number of query rows
+    agree = bool(np.array_equal(theirs, neigh.index[rows]))  # every set has >= k others here
+    t_dense = best_of(lambda: label_neighbours(labels, k, radius=None), 1)[0] if dense else None
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        "n": n, "m": m, "k": k,
+        "labels_per_item": float(labels.sum(1).mean()),
+        "distinct_sets": s,
+        "tied_sets": neigh.tied_sets,
+        "retdm_s": t_ours,
+        "dense_s": t_dense,
+        "baseline": "numpy full distance + lexsort",
+        "baseline_rows": len(rows),
+        "baseline_s": t_naive,
+        "ratio": t_naive / t_ours,
+        "agree": agree,
+        "pass_time": bool(t_ours <= TARGET_S),
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    ok = {True: "PASS", False: "FAIL"}
+    lines = [
+        f"machine: {r['platform']}, cpu_count={r['cpu_count']}, torch threads={r['torch_threads']}, "
+        f"load average {r['load_start']:.2f} -> {r['load_end']:.2f}",
+        f"case: N={r['n']:,} x M={r['m']}, {r['labels_per_item']:.2f} labels/item, "
+        f"S={r['distinct_sets']:,} distinct sets, k={r['k']} ({r['tied_sets']:,} sets tied at k)",
+        f"label_neighbours: {r['retdm_s']:.2f} s (best of 2)",
+    ]
+    if r["dense_s"] is not None:
+        lines.append(f"label_neighbours(radius=None), dense only: {r['dense_s']:.2f} s")
+    lines += [
+        f"baseline ({r['baseline']}): {r['baseline_s']:.1f} s "
+        f"(timed on {r['baseline_rows']} sets, scaled to S)",
+        f"baseline / retdm = {r['ratio']:.0f}x; neighbours agree on the subsample: {ok[r['agree']]}",
+        f"<= {TARGET_S:g} s: {ok[r['pass_time']]}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    result = main(dense="--dense" in sys.argv[1:])
+    print(report(result))
+    sys.exit(0 if result["agree"] and result["pass_time"] else 1)

@@ -1,0 +1,603 @@
+"""The embedded ``synthetic`` dataset: multi-label images generated from a seed, no download.
+
+Every image shows a few of ten drawable *objects* (the labels) on a varied background, among
+distractors that are not labels, under pixel noise and partial occlusion. Which objects appear
+together is governed by latent *scene topics*, so the labels are correlated in a way a model
+can learn from: knowing that an image shows a ``ring`` makes ``circle`` and ``dots`` more likely
+and ``square`` less likely. The dataset therefore measures two things at once: recognising small,
+randomly coloured, partly hidden shapes and textures among look-alike clutter, and exploiting
+label co-occurrence.
+
+Determinism
+    Image ``i`` is generated from its own generator ``np.random.default_rng([seed, i])``: first its
+    labels, then its pixels. It does not depend on ``num_images`` or on any other image, so the
+    first ``k`` images of a 100-image and a 10,000-image dataset with the same seed and options are
+    byte-identical (PNG is lossless). Only the train/test split, drawn by
+    :func:`retdm.data.table.assign_split` from ``(num_images, test_fraction, seed)``, depends on the
+    dataset size.
+
+Labels (``LABEL_NAMES``, column order of the table)
+    ``circle`` (filled disc), ``square`` (filled square, any rotation), ``triangle`` (filled,
+    roughly equilateral, any rotation), ``plus`` (filled cross of two bars; rotated it becomes an
+    X), ``ring`` (annulus, hollow centre shows the background), ``star`` (filled five-pointed
+    star), ``stripes`` (patch of parallel bars at any angle), ``checker`` (patch of a checkerboard
+    at any angle), ``dots`` (patch of a regular grid of small discs), ``zigzag`` (thick polyline of
+    3 to 6 sharp alternating segments).
+
+Scene topics
+    Five topics with prior probabilities ``TOPIC_PRIOR``; each gives every label an independent
+    inclusion probability (rows of ``TOPIC_LABEL_PROBS``; ``.`` stands for the background
+    probability 0.05)::
+
+        topic (prior)    circle square triangle plus ring star stripes checker dots zigzag
+        bubbles (0.26)    0.80    .      .       .   0.70   .     .       .    0.40   .
+        blocks  (0.22)     .     0.80    .     0.40   .     .     .      0.70   .     .
+        spiky   (0.20)     .      .     0.80     .    .    0.70   .       .     .    0.40
+        waves   (0.17)    0.40    .      .       .    .     .    0.80     .     .    0.70
+        signs   (0.15)     .      .      .     0.80   .    0.40   .       .    0.70   .
+
+    Every label is a core label (0.7 or 0.8) of exactly one topic and a secondary label (0.40) of
+    at most one other, so pairs of core labels of the same topic co-occur far more often than
+    independence predicts (lift about 2 to 3) and labels of different topics less often.
+
+    Per image: draw a topic ``t1`` from the prior. With probability ``mix_prob`` (default 0.3) the
+    image is a mixture: draw a second, different topic ``t2`` from the prior restricted to the
+    other topics and a weight ``w ~ U(0.3, 0.7)``; the label probabilities are then
+    ``w * P[t1] + (1 - w) * P[t2]``, otherwise ``P[t1]``. Each label is included independently
+    with its probability. If no label was drawn, exactly one label is drawn with probability
+    proportional to the image's label probabilities, so every image has at least one label. The
+    mean is about 2.3 labels per image; every label is positive in roughly 17 % to 30 % of
+    images. The topics themselves are not recorded in the table.
+
+Rendering
+    Drawing happens on a canvas ``supersample`` (default 2) times the output size with
+    ``PIL.ImageDraw`` and numpy, which is then box-downsampled to ``image_size`` (anti-aliasing).
+
+    * Background: with equal probability a solid colour, a linear gradient between two colours in
+      a random direction, or a smooth blotchy field (a 4x4 grid of colours around a base colour,
+      bicubically upsampled).
+    * Objects: each positive label is drawn once, or twice with probability ``repeat_prob``
+      (default 0.2). Its diameter is ``U(scale)`` times the image side (default ``scale=(0.14,
+      0.3)``, i.e. about 9 to 19 px at 64 px; texture patches are 1.2 times larger so their
+      pattern stays visible); its position is uniform, kept at least 0.7 radii from the border,
+      and is redrawn up to 20 times to keep centres apart from earlier objects. Its rotation is
+      uniform. Its colour is a random HSV colour (any hue), redrawn until it differs from the
+      background under its centre by a Euclidean RGB distance of at least 60 (at most 12 tries,
+      then the RGB complement of that background), so colour carries no information about the
+      label; a texture's second colour is chosen the same way against the first. Texture patches (``stripes``, ``checker``, ``dots``) are a
+      rotated rectangle or an ellipse filled with the pattern in the object colour over either a
+      second random colour or, with probability 0.4, nothing (the background shows through);
+      their period is 20 % to 35 % of the patch diameter but at least 3 output pixels (stripes
+      fill half a period; a checker cell is half a period, at least 2 output pixels; a dot's
+      radius is 0.3 periods).
+    * Clutter (not labels): ``Poisson(clutter)`` distractors (default mean 3), sized like the
+      objects (not enlarged), placed uniformly, coloured by the same rule as objects, chosen uniformly among: an irregular star-convex blob of 7
+      to 12 vertices, a straight thick line, an open arc (90 to 220 degrees, ring-like), an
+      elongated rotated ellipse (aspect 1.8 to 3), and a small irregular cluster of 2 to 4 specks.
+      They resemble the objects in part (arcs vs ``ring``, ellipses vs ``circle``, lines vs
+      ``zigzag`` and ``stripes``, specks vs ``dots``, blobs vs polygons).
+    * Draw order: objects and clutter are drawn in a random order, so either may cover the other.
+    * Occlusion: after all objects and clutter, each object independently, with probability
+      ``occlusion`` (default 0.3), is partly hidden by one occluder centred 0.3 to 0.8 radii from
+      the object's centre in a random direction. With equal probability it is a *cut-out* (an
+      axis-aligned rectangle with sides ``U(occlusion_size)`` times the object diameter, default
+      ``(0.3, 0.6)``, through which the background shows, erasing what was drawn there) or a
+      *bar* (a randomly rotated rectangle of a random colour, ``U(occlusion_size)`` times two
+      diameters long and 0.15 to 0.3 diameters thick). Occluders are never square patches of a
+      random colour, so they do not mimic ``square``. They hide part, rarely all, of the object.
+    * Noise: after downsampling, i.i.d. Gaussian noise of standard deviation ``noise`` (default 8,
+      in 0-255 units) is added to every channel of every pixel, then values are rounded and
+      clipped to 0-255.
+
+Difficulty knobs (keyword options of :func:`make_synthetic`): ``noise``, ``clutter``,
+``occlusion``, ``occlusion_size``, ``scale``, ``mix_prob``, ``repeat_prob``. Larger noise,
+clutter, occlusion and smaller scale make the objects harder to recognise; ``mix_prob`` controls
+how sharp the label correlation is.
+
+Output layout: ``out_dir/images/000000.png ...`` (RGB PNG) and ``out_dir/labels.parquet`` (the
+label-table contract of :mod:`retdm.data.table`: name ``synthetic``, ``image_id`` ``syn_000000``,
+``path`` ``images/000000.png``, ``source`` a JSON string of the generator, its version and every
+option). The whole directory is built in a temporary sibling and renamed into place only when
+complete.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from retdm.data.registry import DATASETS
+from retdm.data.table import LabelTable, assign_split, read_label_table, write_label_table
+from retdm.errors import ConfigError, DataError
+
+GENERATOR = "retdm.data.synthetic"
+GENERATOR_VERSION = 1
+
+LABEL_NAMES: tuple[str, ...] = (
+    "circle", "square", "triangle", "plus", "ring", "star", "stripes", "checker", "dots", "zigzag",
+)
+TOPIC_NAMES: tuple[str, ...] = ("bubbles", "blocks", "spiky", "waves", "signs")
+TOPIC_PRIOR = np.array([0.26, 0.22, 0.20, 0.17, 0.15])
+
+_BASE = 0.05
+_TOPIC_CORE = {  # topic -> {label: probability}; other labels get _BASE
+    "bubbles": {"circle": 0.80, "ring": 0.70, "dots": 0.40},
+    "blocks": {"square": 0.80, "checker": 0.70, "plus": 0.40},
+    "spiky": {"triangle": 0.80, "star": 0.70, "zigzag": 0.40},
+    "waves": {"stripes": 0.80, "zigzag": 0.70, "circle": 0.40},
+    "signs": {"plus": 0.80, "dots": 0.70, "star": 0.40},
+}
+
+
+def _topic_table() -> np.ndarray:
+    table = np.full((len(TOPIC_NAMES), len(LABEL_NAMES)), _BASE)
+    for t, name in enumerate(TOPIC_NAMES):
+        for label, p in _TOPIC_CORE[name].items():
+            table[t, LABEL_NAMES.index(label)] = p
+    table.setflags(write=False)
+    return table
+
+
+TOPIC_LABEL_PROBS = _topic_table()
+"""(5, 10) inclusion probability of each label (columns) under each topic (rows)."""
+
+TEXTURES = ("stripes", "checker", "dots")
+CLUTTER_KINDS = ("blob", "line", "arc", "ellipse", "specks")
+_MIN_CONTRAST = 60.0
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """Rendering options of one synthetic image (see the module docstring for their meaning)."""
+
+    image_size: int = 64
+    noise: float = 8.0
+    clutter: float = 3.0
+    occlusion: float = 0.3
+    occlusion_size: tuple[float, float] = (0.3, 0.6)
+    scale: tuple[float, float] = (0.14, 0.3)
+    mix_prob: float = 0.3
+    repeat_prob: float = 0.2
+    supersample: int = 2
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the first option out of range."""
+
+        def bad(name: str, want: str) -> ConfigError:
+            return ConfigError(f"synthetic: option {name}={getattr(self, name)!r}; expected {want}")
+
+        if not isinstance(self.image_size, (int, np.integer)) or self.image_size < 16:
+            raise bad("image_size", "an integer >= 16")
+        if not self.noise >= 0:
+            raise bad("noise", "a standard deviation >= 0 (0-255 units)")
+        if not self.clutter >= 0:
+            raise bad("clutter", "a mean distractor count >= 0")
+        for name in ("occlusion", "mix_prob", "repeat_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, "a probability in [0, 1]")
+        lo, hi = self.occlusion_size
+        if not 0 < lo <= hi <= 0.9:
+            raise bad("occlusion_size", "(lo, hi) with 0 < lo <= hi <= 0.9 (fractions of the object diameter)")
+        lo, hi = self.scale
+        if not 0.03 <= lo <= hi <= 0.8:
+            raise bad("scale", "(lo, hi) with 0.03 <= lo <= hi <= 0.8 (fractions of the image side)")
+        if not isinstance(self.supersample, (int, np.integer)) or not 1 <= self.supersample <= 4:
+            raise bad("supersample", "an integer in 1..4")
+
+
+# ----------------------------------------------------------------------------------------------
+# labels
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of image ``index``: labels are drawn from it first, then pixels."""
+    return np.random.default_rng([seed, index])
+
+
+def sample_labels(rng: np.random.Generator, mix_prob: float = 0.3) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Draw one image's labels from the topic model.
+
+    Returns:
+        (labels, topics): ``labels`` (10,) uint8 multi-hot, never all zero; ``topics`` the one or
+        two topic indices the image was drawn from.
+    """
+    t1 = int(rng.choice(len(TOPIC_NAMES), p=TOPIC_PRIOR))
+    probs = TOPIC_LABEL_PROBS[t1]
+    topics: tuple[int, ...] = (t1,)
+    if rng.random() < mix_prob:
+        prior = TOPIC_PRIOR.copy()
+        prior[t1] = 0.0
+        t2 = int(rng.choice(len(TOPIC_NAMES), p=prior / prior.sum()))
+        w = rng.uniform(0.3, 0.7)
+        probs = w * TOPIC_LABEL_PROBS[t1] + (1 - w) * TOPIC_LABEL_PROBS[t2]
+        topics = (t1, t2)
+    labels = (rng.random(len(LABEL_NAMES)) < probs).astype(np.uint8)
+    if not labels.any():
+        labels[int(rng.choice(len(LABEL_NAMES), p=probs / probs.sum()))] = 1
+    return labels, topics
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering helpers (canvas coordinates, float pixels)
+
+
+def _colour(rng: np.random.Generator, sat=(0.25, 1.0), val=(0.3, 1.0)) -> np.ndarray:
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val))
+    return np.array([r, g, b]) * 255.0
+
+
+def _contrasting(rng: np.random.Generator, ref: np.ndarray) -> np.ndarray:
+    for _ in range(12):
+        c = _colour(rng)
+        if np.linalg.norm(c - ref) >= _MIN_CONTRAST:
+            return c
+    return 255.0 - ref  # the complement always contrasts enough unless ref is mid-grey; fine either way
+
+
+def _rgb(c: np.ndarray) -> tuple[int, int, int]:
+    c = np.clip(np.rint(c), 0, 255).astype(int)
+    return int(c[0]), int(c[1]), int(c[2])
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    kind = int(rng.integers(3))
+    base = _colour(rng, sat=(0.0, 0.8), val=(0.15, 1.0))
+    if kind == 0:
+        return np.broadcast_to(base, (size, size, 3)).astype(np.float32)
+    if kind == 1:
+        other = _colour(rng, sat=(0.0, 0.8), val=(0.15, 1.0))
+        ang = rng.uniform(0, 2 * math.pi)
+        ax = (np.arange(size) + 0.5) / size - 0.5
+        proj = np.cos(ang) * ax[None, :] + np.sin(ang) * ax[:, None]
+        t = (proj - proj.min()) / max(proj.max() - proj.min(), 1e-6)
+        return (base * (1 - t[..., None]) + other * t[..., None]).astype(np.float32)
+    grid = np.clip(base + rng.normal(0, 45, size=(4, 4, 3)), 0, 255).astype(np.uint8)
+    return np.asarray(Image.fromarray(grid, "RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
+
+
+def _rotate(points: np.ndarray, angle: float, cx: float, cy: float) -> list[tuple[float, float]]:
+    c, s = math.cos(angle), math.sin(angle)
+    x = points[:, 0] * c - points[:, 1] * s + cx
+    y = points[:, 0] * s + points[:, 1] * c + cy
+    return list(zip(x.tolist(), y.tolist()))
+
+
+def _regular(n: int, radius: float, phase: float = 0.0) -> np.ndarray:
+    a = phase + 2 * math.pi * np.arange(n) / n
+    return np.stack([np.cos(a), np.sin(a)], axis=1) * radius
+
+
+def _paste_pattern(canvas: Image.Image, rng: np.random.Generator, kind: str, cx: float, cy: float,
+                   r: float, colour: np.ndarray, min_period: float) -> None:
+    """Draw a texture patch of radius ``r`` centred at (cx, cy)."""
+    half = int(math.ceil(r)) + 1
+    x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+    ax = np.arange(2 * half, dtype=np.float32) + 0.5
+    X = ax[None, :] + x0 - cx
+    Y = ax[:, None] + y0 - cy
+    ang = rng.uniform(0, math.pi)
+    c, s = math.cos(ang), math.sin(ang)
+    U, V = X * c + Y * s, -X * s + Y * c
+    # region: rotated rectangle or ellipse with aspect in [0.7, 1]
+    aspect = rng.uniform(0.7, 1.0)
+    if rng.random() < 0.5:
+        hw, hh = r / math.sqrt(1 + aspect**2), r * aspect / math.sqrt(1 + aspect**2)
+        hw, hh = hw * 1.15, hh * 1.15  # a rectangle inscribed in the circle looks small; enlarge a bit
+        region = (np.abs(U) <= hw) & (np.abs(V) <= hh)
+    else:
+        region = (U / r) ** 2 + (V / (r * aspect)) ** 2 <= 1.0
+    period = max(rng.uniform(0.2, 0.35) * 2 * r, min_period)
+    phase_u, phase_v = rng.uniform(0, period, size=2)
+    if kind == "stripes":
+        on = np.mod(U + phase_u, period) < period * 0.5
+    elif kind == "checker":
+        cell = max(0.5 * period, min_period * 0.67)
+        on = (np.floor((U + phase_u) / cell) + np.floor((V + phase_v) / cell)) % 2 == 0
+    else:  # dots
+        du = np.mod(U + phase_u, period) - period / 2
+        dv = np.mod(V + phase_v, period) - period / 2
+        on = du**2 + dv**2 <= (period * 0.3) ** 2
+    rgba = np.zeros((2 * half, 2 * half, 4), dtype=np.uint8)
+    rgba[..., :3] = _rgb(colour)
+    if rng.random() < 0.4:  # transparent second colour
+        alpha = region & on
+    else:
+        second = _contrasting(rng, colour)
+        rgba[~on, :3] = _rgb(second)
+        alpha = region
+    rgba[..., 3] = alpha.astype(np.uint8) * 255
+    patch = Image.fromarray(rgba, "RGBA")
+    canvas.paste(patch, (x0, y0), patch)
+
+
+def _draw_object(canvas: Image.Image, draw: ImageDraw.ImageDraw, rng: np.random.Generator, label: str,
+                 cx: float, cy: float, r: float, colour: np.ndarray, unit: float) -> None:
+    """Draw one labelled object of radius ``r`` (canvas pixels); ``unit`` is one output pixel."""
+    fill = _rgb(colour)
+    ang = rng.uniform(0, 2 * math.pi)
+    if label == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif label == "square":
+        draw.polygon(_rotate(_regular(4, r * 0.95), ang, cx, cy), fill=fill)
+    elif label == "triangle":
+        pts = _regular(3, r) + rng.uniform(-0.08, 0.08, size=(3, 2)) * r
+        draw.polygon(_rotate(pts, ang, cx, cy), fill=fill)
+    elif label == "plus":
+        w = r * rng.uniform(0.2, 0.3)
+        pts = np.array([[w, w], [r, w], [r, -w], [w, -w], [w, -r], [-w, -r], [-w, -w], [-r, -w],
+                        [-r, w], [-w, w], [-w, r], [w, r]])
+        draw.polygon(_rotate(pts, ang, cx, cy), fill=fill)
+    elif label == "ring":
+        width = max(int(round(r * rng.uniform(0.25, 0.4))), int(round(1.5 * unit)))
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=fill, width=width)
+    elif label == "star":
+        outer = _regular(5, r, -math.pi / 2)
+        inner = _regular(5, r * rng.uniform(0.38, 0.5), -math.pi / 2 + math.pi / 5)
+        pts = np.empty((10, 2))
+        pts[0::2], pts[1::2] = outer, inner
+        draw.polygon(_rotate(pts, ang, cx, cy), fill=fill)
+    elif label in TEXTURES:
+        _paste_pattern(canvas, rng, label, cx, cy, r, colour, min_period=3.0 * unit)
+    elif label == "zigzag":
+        n = int(rng.integers(3, 7))
+        length = 2 * r * rng.uniform(1.0, 1.25)
+        amp = r * rng.uniform(0.3, 0.5)
+        xs = np.linspace(-length / 2, length / 2, n + 1)
+        ys = np.where(np.arange(n + 1) % 2 == 0, -amp / 2, amp / 2)
+        width = max(int(round(r * rng.uniform(0.18, 0.28))), int(round(1.5 * unit)))
+        draw.line(_rotate(np.stack([xs, ys], 1), ang, cx, cy), fill=fill, width=width, joint="curve")
+    else:  # pragma: no cover - LABEL_NAMES and this function are kept in step
+        raise AssertionError(label)
+
+
+def _draw_clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, kind: str, cx: float, cy: float,
+                  r: float, colour: np.ndarray, unit: float) -> None:
+    """Draw one distractor (not a label) of radius ``r``."""
+    fill = _rgb(colour)
+    ang = rng.uniform(0, 2 * math.pi)
+    width = max(int(round(r * rng.uniform(0.18, 0.3))), int(round(1.5 * unit)))
+    if kind == "blob":
+        n = int(rng.integers(7, 13))
+        a = np.sort(rng.uniform(0, 2 * math.pi, n))
+        rad = r * rng.uniform(0.55, 1.0, n)
+        draw.polygon(_rotate(np.stack([np.cos(a) * rad, np.sin(a) * rad], 1), ang, cx, cy), fill=fill)
+    elif kind == "line":
+        half = r * rng.uniform(0.8, 1.4)
+        draw.line(_rotate(np.array([[-half, 0.0], [half, 0.0]]), ang, cx, cy), fill=fill, width=width)
+    elif kind == "arc":
+        start = math.degrees(ang)
+        draw.arc([cx - r, cy - r, cx + r, cy + r], start, start + rng.uniform(90, 220), fill=fill, width=width)
+    elif kind == "ellipse":
+        aspect = rng.uniform(1.8, 3.0)
+        a = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+        pts = np.stack([np.cos(a) * r, np.sin(a) * r / aspect], 1)
+        draw.polygon(_rotate(pts, ang, cx, cy), fill=fill)
+    else:  # specks
+        k = int(rng.integers(2, 5))
+        for _ in range(k):
+            px, py = cx + rng.uniform(-r, r), cy + rng.uniform(-r, r)
+            sr = r * rng.uniform(0.1, 0.2) + unit * 0.5
+            draw.ellipse([px - sr, py - sr, px + sr, py + sr], fill=fill)
+
+
+def render_image(rng: np.random.Generator, labels: np.ndarray, options: SynthOptions) -> Image.Image:
+    """Render one RGB image showing the objects of ``labels`` (drawn from ``rng`` after the labels)."""
+    ss = options.supersample
+    size = options.image_size * ss
+    unit = float(ss)
+    bg = _background(rng, size)
+    canvas = Image.fromarray(np.clip(np.rint(bg), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(canvas)
+
+    # objects: (label, cx, cy, r)
+    objects: list[tuple[str, float, float, float]] = []
+    for j in np.flatnonzero(labels):
+        name = LABEL_NAMES[int(j)]
+        copies = 2 if rng.random() < options.repeat_prob else 1
+        for _ in range(copies):
+            r = rng.uniform(*options.scale) * size / 2
+            if name in TEXTURES:
+                r *= 1.2
+            lo, hi = 0.7 * r, size - 0.7 * r
+            for _attempt in range(20):
+                cx, cy = rng.uniform(lo, hi, size=2)
+                if all((cx - ox) ** 2 + (cy - oy) ** 2 >= (0.8 * (r + orr)) ** 2 for _, ox, oy, orr in objects):
+                    break
+            objects.append((name, float(cx), float(cy), float(r)))
+
+    n_clutter = int(rng.poisson(options.clutter))
+    items: list[tuple] = [("object", *o) for o in objects]
+    for _ in range(n_clutter):
+        kind = CLUTTER_KINDS[int(rng.integers(len(CLUTTER_KINDS)))]
+        r = rng.uniform(*options.scale) * size / 2
+        cx, cy = rng.uniform(0.5 * r, size - 0.5 * r, size=2)
+        items.append(("clutter", kind, float(cx), float(cy), float(r)))
+    order = rng.permutation(len(items))
+
+    for k in order:
+        what, name, cx, cy, r = items[int(k)]
+        ref = bg[min(int(cy), size - 1), min(int(cx), size - 1)]
+        colour = _contrasting(rng, ref)
+        if what == "object":
+            _draw_object(canvas, draw, rng, name, cx, cy, r, colour, unit)
+        else:
+            _draw_clutter(draw, rng, name, cx, cy, r, colour, unit)
+
+    bg_image = None
+    for _name, cx, cy, r in objects:
+        if rng.random() >= options.occlusion:
+            continue
+        a = rng.uniform(0, 2 * math.pi)
+        d = rng.uniform(0.3, 0.8) * r
+        ox, oy = cx + d * math.cos(a), cy + d * math.sin(a)
+        if rng.random() < 0.5:  # cut-out: the background shows through a rectangle
+            w, h = rng.uniform(*options.occlusion_size, size=2) * 2 * r
+            box = (int(round(ox - w / 2)), int(round(oy - h / 2)), int(round(ox + w / 2)), int(round(oy + h / 2)))
+            if bg_image is None:
+                bg_image = Image.fromarray(np.clip(np.rint(bg), 0, 255).astype(np.uint8), "RGB")
+            canvas.paste(bg_image.crop(box), box[:2])
+        else:  # a bar of a random colour across the object
+            length = rng.uniform(*options.occlusion_size) * 4 * r
+            thick = rng.uniform(0.15, 0.3) * 2 * r
+            pts = np.array([[-length / 2, -thick / 2], [length / 2, -thick / 2], [length / 2, thick / 2],
+                            [-length / 2, thick / 2]])
+            draw.polygon(_rotate(pts, rng.uniform(0, math.pi), ox, oy), fill=_rgb(_colour(rng)))
+
+    if ss > 1:
+        canvas = canvas.reduce(ss)
+    pixels = np.asarray(canvas, dtype=np.float32)
+    if options.noise > 0:
+        pixels = pixels + rng.normal(0.0, options.noise, size=pixels.shape).astype(np.float32)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
+
+
+def generate_item(seed: int, index: int, options: SynthOptions) -> tuple[np.ndarray, Image.Image]:
+    """Labels and image of item ``index``; independent of every other item and of the dataset size."""
+    rng = image_rng(seed, index)
+    labels, _topics = sample_labels(rng, options.mix_prob)
+    return labels, render_image(rng, labels, options)
+
+
+# ----------------------------------------------------------------------------------------------
+# the dataset
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` onto ``out_dir``; an existing ``out_dir`` is removed only after."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+    old.rmdir()
+    os.replace(out_dir, old)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old, out_dir)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@DATASETS.register(
+    "synthetic",
+    help="embedded 10-label shapes-and-textures images with topic-correlated labels, generated from a seed",
+)
+def make_synthetic(
+    out_dir: str | os.PathLike,
+    *,
+    num_images: int = 2000,
+    image_size: int = 64,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    noise: float = 8.0,
+    clutter: float = 3.0,
+    occlusion: float = 0.3,
+    occlusion_size: tuple[float, float] = (0.3, 0.6),
+    scale: tuple[float, float] = (0.14, 0.3),
+    mix_prob: float = 0.3,
+    repeat_prob: float = 0.2,
+    supersample: int = 2,
+    progress: bool = True,
+) -> LabelTable:
+    """Generate the ``synthetic`` dataset into ``out_dir`` and return its label table.
+
+    Writes ``out_dir/images/{i:06d}.png`` and ``out_dir/labels.parquet``. Everything is built in a
+    temporary sibling directory and renamed onto ``out_dir`` only on success; a previous dataset
+    at ``out_dir`` is replaced then, and left untouched by a failure.
+
+    Args:
+        out_dir: dataset root to create or replace. An existing non-empty directory that holds no
+            ``labels.parquet`` is refused rather than deleted.
+        num_images: number of images (>= 1).
+        image_size: output side in pixels (>= 16).
+        seed: non-negative integer; the same seed and options give byte-identical output.
+        test_fraction: fraction of images in the test split.
+        noise: Gaussian pixel-noise standard deviation, 0-255 units.
+        clutter: mean number of distractors per image (Poisson).
+        occlusion: probability that each object gets an occluding rectangle.
+        occlusion_size: range of the occluder's sides as fractions of the object diameter.
+        scale: range of object diameters as fractions of the image side.
+        mix_prob: probability that an image mixes two topics.
+        repeat_prob: probability that an object appears twice.
+        supersample: anti-aliasing factor (canvas is this many times larger, then box-reduced).
+        progress: show a tqdm progress bar.
+
+    Raises:
+        ConfigError: an option is out of range.
+        DataError: ``out_dir`` is a file or a non-dataset directory.
+    """
+    options = SynthOptions(
+        image_size=image_size, noise=float(noise), clutter=float(clutter), occlusion=float(occlusion),
+        occlusion_size=tuple(float(v) for v in occlusion_size), scale=tuple(float(v) for v in scale),
+        mix_prob=float(mix_prob), repeat_prob=float(repeat_prob), supersample=supersample,
+    )
+    options.check()
+    if not isinstance(num_images, (int, np.integer)) or num_images < 1:
+        raise ConfigError(f"synthetic: option num_images={num_images!r}; expected an integer >= 1")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"synthetic: option seed={seed!r}; expected a non-negative integer")
+    split = assign_split(int(num_images), test_fraction, int(seed))
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DataError(f"{out_dir}: exists and is not a directory; choose another dataset directory")
+        if any(out_dir.iterdir()) and not (out_dir / "labels.parquet").exists():
+            raise DataError(
+                f"{out_dir}: a non-empty directory without labels.parquet; refusing to replace it with the "
+                f"synthetic dataset. Choose an empty or new directory"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    source = json.dumps(
+        {
+            "generator": GENERATOR,
+            "version": GENERATOR_VERSION,
+            "options": {
+                "num_images": int(num_images), "seed": int(seed), "test_fraction": float(test_fraction),
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
+            },
+        },
+        sort_keys=True,
+    )
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        (tmp / "images").mkdir()
+        labels = np.zeros((num_images, len(LABEL_NAMES)), dtype=np.uint8)
+        indices = range(int(num_images))
+        if progress:
+            from tqdm.auto import tqdm
+
+            indices = tqdm(indices, desc="synthetic", unit="img", leave=False)
+        for i in indices:
+            rng = image_rng(int(seed), i)
+            labels[i], _topics = sample_labels(rng, options.mix_prob)
+            image = render_image(rng, labels[i], options)
+            image.save(tmp / "images" / f"{i:06d}.png", format="PNG")
+        frame = pd.DataFrame(
+            {
+                "image_id": [f"syn_{i:06d}" for i in range(num_images)],
+                "path": [f"images/{i:06d}.png" for i in range(num_images)],
+                "split": split,
+            }
+        )
+        for j, name in enumerate(LABEL_NAMES):
+            frame[name] = labels[:, j]
+        table = LabelTable(frame, LABEL_NAMES, tmp, "synthetic", source)
+        write_label_table(table, tmp / "labels.parquet")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return read_label_table(out_dir / "labels.parquet", expect_labels=LABEL_NAMES)

@@ -1,0 +1,166 @@
+"""Multi-label evaluation metrics, vectorised with numpy (no scikit-learn at run time).
+
+``evaluate(y_true, y_score)`` returns the 13 metrics of ``METRIC_KEYS``. Conventions:
+
+- Prediction: ``y_hat = y_score >= threshold`` (a score equal to the threshold is positive).
+- Any ratio 0/0 is 0 (a class never predicted has precision 0, a class never present recall 0).
+- ``CP``/``CR``: per-class precision / recall, averaged over all M classes. ``CF1`` is the
+  harmonic mean of CP and CR (the ML-GCN / CNN-RNN convention), not the mean per-class F1;
+  that one is ``macro_F1`` (sklearn ``f1_score(average="macro", zero_division=0)``).
+- ``OP``/``OR``/``OF1``: micro precision / recall / F1 over all (sample, label) pairs.
+- ``hamming_loss``: fraction of wrong (sample, label) pairs.
+- ``ranking_loss``: sklearn ``label_ranking_loss``: a tied relevant/irrelevant pair is wrong; a
+  row with no relevant or no irrelevant label scores 0 (and counts in the mean).
+- ``one_error``: fraction of rows whose top label (``np.argmax``, first index on ties) is not
+  relevant; a row without a positive label is an error.
+- ``coverage``: 0-based: worst rank of a relevant label minus 1, rank of label j being the
+  number of labels scoring ``>= score_j``; a row without a positive scores 0.
+- ``average_precision``: sklearn ``label_ranking_average_precision_score`` (a row with no or all
+  labels relevant scores 1).
+- ``mAP``: mean over classes with a positive of sklearn's step-wise ``average_precision_score``
+  (precision taken at each distinct score); ``nan`` when no class has a positive.
+
+Lower is better for the keys in ``LOWER_IS_BETTER``; higher for the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+METRIC_KEYS = (
+    "CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error",
+    "coverage", "average_precision", "mAP", "macro_F1",
+)
+LOWER_IS_BETTER = frozenset({"hamming_loss", "ranking_loss", "one_error", "coverage"})
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A numpy view of an array-like or a (possibly CUDA, possibly bf16) torch tensor."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x)
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Elementwise num / den with 0/0 (any x/0) → 0."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def _counts_at_positives(
+    scores: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each positive of each group (row) of ``scores``, count who scores at least as high.
+
+    Each row is sorted once; a positive's tie run starts at ``b``, so the entries scoring
+    ``>= score`` are those from ``b`` to the row's end (ties take the worst rank).
+
+    Args:
+        scores: (G, L) float64, one group per row.
+        labels: (G, L) bool.
+
+    Returns:
+        ``(g, a, t)``, each (P,) for the P positives in group-major, ascending-score order:
+        the group, the number of entries and the number of positives of that group scoring
+        ``>=`` the positive's score.
+    """
+    n_groups, length = scores.shape
+    order = np.argsort(scores, axis=1)  # (G, L) ascending within each group
+    flat = (order + (np.arange(n_groups) * length)[:, None]).ravel()  # (G*L,)
+    sv = scores.ravel()[flat]  # (G*L,) sorted scores, group after group
+    q = np.flatnonzero(labels.ravel()[flat])  # (P,) sorted positions of the positives
+    starts = np.empty(sv.shape, dtype=bool)  # (G*L,) first entry of a run of equal scores
+    starts[0] = True
+    np.not_equal(sv[1:], sv[:-1], out=starts[1:])
+    starts[::length] = True  # runs never cross groups
+    run_idx = np.flatnonzero(starts)  # (R,)
+    b = run_idx[np.searchsorted(run_idx, q, side="right") - 1]  # (P,) start of each run
+    g = q // length  # (P,)
+    g_end = (g + 1) * length  # (P,) one past the group's last position
+    a = g_end - b  # entries of the group at or after b
+    t = np.searchsorted(q, g_end) - np.searchsorted(q, b)  # positives at or after b
+    return g, a, t
+
+
+def _check(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert inputs to (bool (N, M), float64 (N, M)); ValueError otherwise."""
+    t, s = _to_numpy(y_true), _to_numpy(y_score)
+    if t.ndim != 2 or s.shape != t.shape or t.size == 0:
+        raise ValueError(
+            f"expected y_true and y_score of one 2-D shape (N, M) with N, M >= 1, "
+            f"got y_true {t.shape} and y_score {s.shape}"
+        )
+    if t.dtype != np.bool_ and not np.all((t == 0) | (t == 1)):
+        bad = t[~((t == 0) | (t == 1))].ravel()[0]
+        raise ValueError(f"expected y_true of 0/1 values, got the value {bad!r}")
+    s = s.astype(np.float64, copy=False)
+    if np.isnan(s).any():
+        raise ValueError(f"expected y_score without NaN, got a NaN in y_score {s.shape}")
+    return t.astype(bool, copy=False), s
+
+
+def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, float]:
+    """Compute every metric of ``METRIC_KEYS`` (conventions in the module docstring).
+
+    Args:
+        y_true: (N, M) 0/1 labels (bool, int or float; numpy array or torch tensor).
+        y_score: (N, M) scores, e.g. probabilities (numpy array or torch tensor).
+        threshold: a label is predicted positive where its score is ``>= threshold``.
+
+    Returns:
+        A dict from each key of ``METRIC_KEYS`` to a Python float (``mAP`` is nan when no class
+        has a positive).
+
+    Raises:
+        ValueError: the shapes differ or are not 2-D, an input is empty, y_true holds a value
+            other than 0/1, or y_score holds a NaN.
+    """
+    y, s = _check(y_true, y_score)  # (N, M) bool, (N, M) float64
+    n, m = y.shape
+    out: dict[str, Any] = {}  # numpy scalars, turned into floats on return
+
+    # Thresholded metrics from per-class counts.
+    pred = s >= threshold  # (N, M)
+    tp = np.count_nonzero(pred & y, axis=0)  # (M,)
+    n_pred = np.count_nonzero(pred, axis=0)  # (M,)
+    n_pos = np.count_nonzero(y, axis=0)  # (M,)
+    prec_c, rec_c = _div(tp, n_pred), _div(tp, n_pos)  # (M,) each, 0/0 → 0
+    cp, cr = prec_c.mean(), rec_c.mean()
+    out["CP"], out["CR"] = cp, cr  # per-class P/R averaged over all M classes
+    out["CF1"] = _div(2 * cp * cr, cp + cr)  # ML-GCN: harmonic mean of CP and CR
+    op, orec = _div(tp.sum(), n_pred.sum()), _div(tp.sum(), n_pos.sum())
+    out["OP"], out["OR"] = op, orec  # micro P/R over all (sample, label) pairs
+    out["OF1"] = _div(2 * op * orec, op + orec)  # harmonic mean of OP and OR
+    out["hamming_loss"] = np.count_nonzero(pred != y) / (n * m)  # sklearn hamming_loss
+
+    # Ranking metrics: for each relevant label r of row i, a = #labels and t = #relevant
+    # labels scoring >= s_ir (ties counted, i.e. worst rank).
+    g, a, t = _counts_at_positives(s, y)  # (P,) each, P = number of positives
+    k = np.bincount(g, minlength=n)  # (N,) relevant labels per row
+    # sklearn label_ranking_loss: pairs (relevant r, irrelevant i) with s_i >= s_r are wrong.
+    wrong = np.bincount(g, weights=a - t, minlength=n)  # (N,)
+    out["ranking_loss"] = _div(wrong, k * (m - k)).mean()  # no or all relevant → 0
+    # one-error: top label (first index on ties) not relevant; no positive → error.
+    top = np.argmax(s, axis=1)  # (N,)
+    out["one_error"] = 1.0 - np.count_nonzero(y[np.arange(n), top]) / n
+    # 0-based coverage: worst rank of a relevant label minus 1, i.e. a - 1 at the row's
+    # lowest-scored relevant label (its first positive in ascending order); no positive → 0.
+    first_pos = (np.cumsum(k) - k)[k > 0]  # (rows with a positive,)
+    out["coverage"] = (a[first_pos] - 1).sum() / n
+    # sklearn LRAP: mean over relevant r of t / a; a row with no or all labels relevant → 1.
+    lrap = _div(np.bincount(g, weights=t / a, minlength=n), k)  # (N,)
+    lrap[(k == 0) | (k == m)] = 1.0
+    out["average_precision"] = lrap.mean()
+
+    # mAP: sklearn average_precision_score per class = sum over positives of the precision
+    # t / a at the positive's score threshold (one threshold per distinct score), over P_j.
+    gc, ac, tc = _counts_at_positives(np.ascontiguousarray(s.T), np.ascontiguousarray(y.T))
+    ap = _div(np.bincount(gc, weights=tc / ac, minlength=m), n_pos)  # (M,)
+    has_pos = n_pos > 0
+    out["mAP"] = ap[has_pos].mean() if has_pos.any() else float("nan")
+    # sklearn f1_score(average="macro", zero_division=0): mean of 2TP / (2TP + FP + FN).
+    out["macro_F1"] = _div(2 * tp, n_pred + n_pos).mean()
+
+    return {key: float(out[key]) for key in METRIC_KEYS}

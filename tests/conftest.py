@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny `synthetic` dataset and a config that trains on it in seconds."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TINY = {
+    "data.image_size": 32, "data.resize": 36, "data.batch_size": 16, "data.val_fraction": 0.2,
+    "model.embed_dim": 32, "model.label_hidden": 32, "loss.k": 3,
+    "pretrain.epochs": 2, "embed.epochs": 2, "finetune.epochs": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_table(tmp_path_factory):
+    """Path of a 120-image, 32 px `synthetic` label table."""
+    from retdm.data.synthetic import make_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(out, num_images=120, image_size=32, seed=0, progress=False)
+    return out / "labels.parquet"
+
+
+@pytest.fixture
+def tiny_cfg():
+    from retdm.config import load_config
+
+    return load_config("cpu", dict(TINY))

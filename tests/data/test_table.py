@@ -1,0 +1,72 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from retdm.data.table import LabelTable, assign_split, read_label_table, write_label_table
+from retdm.errors import DataError
+
+
+def frame(**changes):
+    f = pd.DataFrame({"image_id": ["a", "b", "c"], "path": ["a.png", "b.png", "c.png"],
+                      "split": ["train", "train", "test"], "sky": [1, 0, 1], "cloud": [0, 1, 1]})
+    for k, v in changes.items():
+        f[k] = v
+    return f
+
+
+def test_round_trip_keeps_order_and_metadata(tmp_path):
+    t = LabelTable(frame(), ("sky", "cloud"), tmp_path, "toy", '{"how": "test"}')
+    write_label_table(t, tmp_path / "labels.parquet")
+    back = read_label_table(tmp_path / "labels.parquet")
+    assert back.label_names == ("sky", "cloud") and back.name == "toy" and back.source == '{"how": "test"}'
+    assert back.labels().dtype == np.uint8 and back.labels().tolist() == [[1, 0], [0, 1], [1, 1]]
+    assert list(back.frame.columns) == ["image_id", "path", "split", "sky", "cloud"]
+    assert len(back.split("train")) == 2 and back.split("test").frame["image_id"].tolist() == ["c"]
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"sky": [1, 2, 0]}, r"label column 'sky', row 1 \(image_id 'b'\): expected 0 or 1, got 2"),
+    ({"image_id": ["a", "a", "c"]}, r"image_id must be unique; 'a' repeats"),
+    ({"split": ["train", "val", "test"]}, r"row 1: split must be 'train' or 'test', got 'val'"),
+])
+def test_contract_violations_name_row_and_column(tmp_path, changes, match):
+    t = LabelTable(frame(**changes), ("sky", "cloud"), tmp_path)
+    with pytest.raises(DataError, match=match):
+        write_label_table(t, tmp_path / "labels.parquet")
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
+def test_missing_label_column_and_empty_table(tmp_path):
+    with pytest.raises(DataError, match=r"missing column\(s\) \['rain'\]"):
+        write_label_table(LabelTable(frame(), ("sky", "rain"), tmp_path), tmp_path / "x.parquet")
+    with pytest.raises(DataError, match="empty"):
+        write_label_table(LabelTable(frame().iloc[:0], ("sky", "cloud"), tmp_path), tmp_path / "x.parquet")
+
+
+def test_declared_label_count_mismatch(tmp_path):
+    write_label_table(LabelTable(frame(), ("sky", "cloud"), tmp_path), tmp_path / "labels.parquet")
+    with pytest.raises(DataError, match=r"has 2 labels .* but 3 were declared"):
+        read_label_table(tmp_path / "labels.parquet", expect_labels=("sky", "cloud", "sun"))
+
+
+def test_failed_write_keeps_previous_file(tmp_path):
+    path = tmp_path / "labels.parquet"
+    write_label_table(LabelTable(frame(), ("sky", "cloud"), tmp_path), path)
+    before = path.read_bytes()
+    with pytest.raises(DataError):
+        write_label_table(LabelTable(frame(sky=[1, 5, 0]), ("sky", "cloud"), tmp_path), path)
+    assert path.read_bytes() == before
+
+
+def test_missing_or_garbage_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_label_table(tmp_path / "nope.parquet")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DataError, match="not a readable Parquet"):
+        read_label_table(tmp_path / "bad.parquet")
+
+
+def test_assign_split_is_seeded_80_20():
+    a, b = assign_split(1000, 0.2, 7), assign_split(1000, 0.2, 7)
+    assert (a == b).all() and (a == "test").sum() == 200
+    assert not (assign_split(1000, 0.2, 8) == a).all()

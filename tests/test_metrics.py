@@ -1,0 +1,175 @@
+"""retdm.metrics.evaluate against scikit-learn and small slow references written from the
+definitions, on random cases with ties, scores of exactly 0.5 and degenerate rows/classes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
+
+TOL = 1e-12
+
+
+def make_case(seed: int, variant: str, decimals: int | None, n: int = 60, m: int = 7):
+    """Random (y_true, y_score) with tied scores, exact 0.5 scores and degenerate rows/classes."""
+    rng = np.random.default_rng(seed)
+    s = rng.random((n, m))  # (N, M)
+    if decimals is not None:
+        s = np.round(s, decimals)  # many ties
+    s[rng.random((n, m)) < 0.1] = 0.5  # exactly on the threshold
+    y = (rng.random((n, m)) < 0.3).astype(np.int64)  # (N, M)
+    if variant == "rows":  # rows with no positive, a row with every label positive
+        y[0] = 0
+        y[1] = 1
+        y[2] = 0
+        s[2] = 0.5  # a negative row whose labels all tie
+    else:  # a class with no positive and a class with every sample positive
+        y[:, 2] = 0
+        y[:, 3] = 1
+    return y, s
+
+
+def slow_one_error(y, s):
+    return float(np.mean([y[i, np.argmax(s[i])] == 0 for i in range(len(y))]))
+
+
+def slow_coverage(y, s):
+    """0-based: worst rank of a relevant label minus 1, rank = #labels with score >= it."""
+    total = 0
+    for i in range(len(y)):
+        ranks = [np.sum(s[i] >= s[i, j]) for j in range(y.shape[1]) if y[i, j]]
+        total += max(ranks) - 1 if ranks else 0
+    return total / len(y)
+
+
+def sklearn_reference(y, s, threshold=0.5):
+    """The same quantities computed with scikit-learn (plus slow loops for two of them)."""
+    pred = (s >= threshold).astype(np.int64)
+    p_c, r_c, _, _ = skm.precision_recall_fscore_support(y, pred, average=None, zero_division=0)
+    cp, cr = p_c.mean(), r_c.mean()
+    op, orec, of1, _ = skm.precision_recall_fscore_support(
+        y, pred, average="micro", zero_division=0
+    )
+    has = y.any(axis=1)
+    cov = (skm.coverage_error(y[has], s[has]) - 1) * has.sum() / len(y) if has.any() else 0.0
+    aps = [skm.average_precision_score(y[:, j], s[:, j]) for j in np.flatnonzero(y.any(axis=0))]
+    return {
+        "CP": cp,
+        "CR": cr,
+        "CF1": 2 * cp * cr / (cp + cr) if cp + cr > 0 else 0.0,
+        "OP": op,
+        "OR": orec,
+        "OF1": of1,
+        "hamming_loss": skm.hamming_loss(y, pred),
+        "ranking_loss": skm.label_ranking_loss(y, s),
+        "one_error": slow_one_error(y, s),
+        "coverage": cov,
+        "average_precision": skm.label_ranking_average_precision_score(y, s),
+        "mAP": np.mean(aps) if aps else float("nan"),
+        "macro_F1": skm.f1_score(y, pred, average="macro", zero_division=0),
+    }
+
+
+@pytest.mark.parametrize("decimals", [1, 2, None])
+@pytest.mark.parametrize("variant", ["rows", "cols"])
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_sklearn(seed, variant, decimals):
+    y, s = make_case(seed, variant, decimals)
+    got = evaluate(y, s)
+    want = sklearn_reference(y, s)
+    assert tuple(got) == METRIC_KEYS
+    for key in METRIC_KEYS:
+        assert isinstance(got[key], float), key
+        assert got[key] == pytest.approx(want[key], abs=TOL, rel=0), key
+    assert got["coverage"] == pytest.approx(slow_coverage(y, s), abs=TOL, rel=0)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.7])
+def test_threshold_and_larger_case(threshold):
+    rng = np.random.default_rng(123)
+    y = (rng.random((500, 20)) < 0.15).astype(bool)
+    s = rng.random((500, 20)).astype(np.float32)  # float32 scores, converted exactly
+    got, want = evaluate(y, s, threshold=threshold), sklearn_reference(y, s, threshold)
+    for key in METRIC_KEYS:
+        assert got[key] == pytest.approx(want[key], abs=TOL, rel=0), key
+
+
+def test_score_equal_to_threshold_is_positive():
+    got = evaluate(np.array([[1, 0], [0, 1]]), np.array([[0.5, 0.2], [0.1, 0.5]]))
+    assert got["OP"] == got["OR"] == got["CP"] == got["CR"] == 1.0
+    assert got["hamming_loss"] == 0.0
+
+
+def test_cf1_is_harmonic_mean_of_cp_cr_not_mean_f1():
+    # class 0: P=1, R=1/2 ; class 1: P=1/2, R=1
+    y = np.array([[1, 1], [1, 0]])
+    s = np.array([[0.9, 0.9], [0.1, 0.9]])
+    got = evaluate(y, s)
+    assert got["CP"] == got["CR"] == 0.75
+    assert got["CF1"] == pytest.approx(0.75, abs=TOL)
+    assert got["macro_F1"] == pytest.approx(2 / 3, abs=TOL)
+
+
+def test_perfect_predictions():
+    rng = np.random.default_rng(7)
+    y = (rng.random((50, 6)) < 0.4).astype(int)
+    y[np.arange(50), rng.integers(0, 6, 50)] = 1  # every row has a positive
+    y[0] = [1, 1, 1, 1, 1, 0]  # every class but one has a positive here ...
+    y[1, 5] = 1  # ... and the last one here
+    got = evaluate(y, np.where(y == 1, 0.9, 0.1))
+    assert got["CP"] == got["CR"] == got["OF1"] == 1.0
+    assert got["hamming_loss"] == got["ranking_loss"] == got["one_error"] == 0.0
+    assert got["average_precision"] == got["mAP"] == 1.0
+    assert got["coverage"] == pytest.approx(y.sum(axis=1).mean() - 1, abs=TOL)
+
+
+def test_no_positive_at_all_gives_nan_map():
+    got = evaluate(np.zeros((4, 3)), np.random.default_rng(0).random((4, 3)))
+    assert np.isnan(got["mAP"])
+    assert got["one_error"] == 1.0 and got["coverage"] == 0.0 and got["ranking_loss"] == 0.0
+    assert got["average_precision"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "t_shape, s_shape", [((3, 4), (3, 5)), ((4, 3), (3, 4)), ((6,), (6,)), ((2, 3, 4), (2, 3, 4))]
+)
+def test_shape_errors_name_both_shapes(t_shape, s_shape):
+    with pytest.raises(ValueError) as info:
+        evaluate(np.zeros(t_shape), np.zeros(s_shape))
+    assert str(t_shape) in str(info.value) and str(s_shape) in str(info.value)
+
+
+def test_non_binary_labels_and_nan_scores_raise():
+    with pytest.raises(ValueError, match="0/1"):
+        evaluate(np.array([[0, 2], [1, 0]]), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(np.array([[0, 1], [1, 0]]), np.array([[0.1, np.nan], [0.2, 0.3]]))
+
+
+def test_accepts_torch_tensors():
+    torch = pytest.importorskip("torch")
+    y, s = make_case(3, "rows", 2)
+    s32 = s.astype(np.float32)
+    got = evaluate(torch.from_numpy(y).bool(), torch.from_numpy(s32).requires_grad_())
+    want = evaluate(y, s32)
+    assert got == want
+
+
+def test_constants():
+    assert len(METRIC_KEYS) == len(set(METRIC_KEYS)) == 13
+    assert LOWER_IS_BETTER == {"hamming_loss", "ranking_loss", "one_error", "coverage"}
+    assert LOWER_IS_BETTER <= set(METRIC_KEYS)
+
+
+def test_module_does_not_import_sklearn():
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys, retdm.metrics; assert not any(m.startswith('sklearn') for m in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)

@@ -1,0 +1,97 @@
+"""Training stages: what each one trains, resume, and a NaN loss."""
+
+import pandas as pd
+import pytest
+import torch
+
+from retdm.data.table import read_label_table
+from retdm.data.transforms import TransformSpec
+from retdm.errors import TrainingError
+from retdm.train import stages
+from retdm.train.checkpoint import build_model, load_checkpoint
+from retdm.train.data import build_training_data
+from retdm.train.run import train_method
+from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable
+from retdm.neighbours import EmbeddingBank
+
+GROUPS = ("backbone", "classifier", "label_net", "reconstructor")
+
+
+def one_step_grads(tiny_table, tiny_cfg, stage):
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels)
+    spec = TransformSpec(32, 36, model.backbone.mean, model.backbone.std)
+    data = build_training_data(table, spec, val_fraction=0.2, k=3, seed=0, cache=True)
+    set_trainable(model, stage)
+    bank = EmbeddingBank(len(data.fit), tiny_cfg.model.embed_dim)
+    fill_bank(model, data, bank, 16, torch.device("cpu"))
+    loss_cfg = tiny_cfg.loss if stage != "pretrain" else type(tiny_cfg.loss)(alpha=0.0, beta=0.0)
+    objective = Objective(model, data, loss_cfg, 0.0 if stage == "embed" else 1.0, bank, torch.Generator().manual_seed(0))
+    model.train()
+    images, labels, rows = next(iter(torch.utils.data.DataLoader(data.fit, batch_size=16)))
+    loss, _, _ = objective((images, labels, rows), True)
+    loss.backward()
+    return model
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "embed", "finetune"])
+def test_each_stage_trains_exactly_its_groups(tiny_table, tiny_cfg, stage):
+    model = one_step_grads(tiny_table, tiny_cfg, stage)
+    for group in GROUPS:
+        for name, p in getattr(model, group).named_parameters():
+            if group in TRAINABLE[stage]:
+                assert p.requires_grad, f"{stage}: {group}.{name} should be trainable"
+                assert p.grad is not None and torch.isfinite(p.grad).all(), f"{stage}: {group}.{name} got no gradient"
+                assert p.grad.abs().sum() > 0 or "bias" in name and group == "backbone", f"{stage}: {group}.{name} zero grad"
+            else:
+                assert not p.requires_grad and p.grad is None, f"{stage}: {group}.{name} should be frozen"
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_after_interruption_ends_with_the_same_weights(tiny_table, tiny_cfg, tmp_path):
+    full = train_method(tiny_table, tmp_path / "full", tiny_cfg, "retdm", progress=False)
+
+    def interrupt(stage, epoch):
+        if stage == "finetune" and epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_method(tiny_table, tmp_path / "cut", tiny_cfg, "retdm", progress=False, on_epoch_end=interrupt)
+    assert load_checkpoint(tmp_path / "cut/retdm/finetune/last.pt")["epoch"] == 1
+    resumed = train_method(tiny_table, tmp_path / "cut", tiny_cfg, "retdm", progress=False)
+    for a, b in [(full, resumed), (full.with_name("last.pt"), resumed.with_name("last.pt"))]:
+        wa, wb = weights(a), weights(b)
+        assert wa.keys() == wb.keys()
+        for key in wa:
+            assert torch.equal(wa[key], wb[key]), key
+    history = pd.read_csv(tmp_path / "cut/retdm/finetune/epochs.csv")
+    assert history["epoch"].tolist() == [1, 2]
+
+
+def test_finished_stages_are_not_trained_again(tiny_table, tiny_cfg, tmp_path):
+    train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False)
+    stamp = (tmp_path / "pretrain/last.pt").stat().st_mtime_ns
+    seen = []
+    train_method(tiny_table, tmp_path, tiny_cfg, "retdm", progress=False, on_epoch_end=lambda s, e: seen.append(s))
+    assert (tmp_path / "pretrain/last.pt").stat().st_mtime_ns == stamp
+    assert seen == ["embed", "embed", "finetune", "finetune"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_table, tiny_cfg, tmp_path, monkeypatch):
+    real = stages.classification_loss
+    poison = {"on": False}
+
+    def poisoned(logits, y):
+        loss = real(logits, y)
+        return loss * float("nan") if poison["on"] else loss
+
+    monkeypatch.setattr(stages, "classification_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"stage 'pretrain'.*epoch 2, step 1;.*last good checkpoint.*last\.pt"):
+        train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False,
+                     on_epoch_end=lambda stage, epoch: poison.update(on=True))
+    assert load_checkpoint(tmp_path / "pretrain/last.pt")["epoch"] == 1
+    assert len(pd.read_csv(tmp_path / "pretrain/epochs.csv")) == 1
