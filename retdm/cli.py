@@ -57,7 +57,7 @@ def data() -> None:
 @data.command("synth")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/synthetic"),
               show_default=True, help="Directory to write images/ and labels.parquet into (replaced on success).")
-@click.option("--num-images", default=2000, show_default=True, help="Number of images (train + test).")
+@click.option("--num-images", default=4000, show_default=True, help="Number of images (train + test).")
 @click.option("--image-size", default=64, show_default=True, help="Side of the square RGB images, in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Generator seed; the same seed gives identical files.")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Share of images in the test split.")

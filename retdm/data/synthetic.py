@@ -57,8 +57,8 @@ Rendering
       a random direction, or a smooth blotchy field (a 4x4 grid of colours around a base colour,
       bicubically upsampled).
     * Objects: each positive label is drawn once, or twice with probability ``repeat_prob``
-      (default 0.2). Its diameter is ``U(scale)`` times the image side (default ``scale=(0.14,
-      0.3)``, i.e. about 9 to 19 px at 64 px; texture patches are 1.2 times larger so their
+      (default 0.2). Its diameter is ``U(scale)`` times the image side (default ``scale=(0.3,
+      0.45)``, i.e. about 19 to 29 px at 64 px; texture patches are 1.2 times larger so their
       pattern stays visible); its position is uniform, kept at least 0.7 radii from the border,
       and is redrawn up to 20 times to keep centres apart from earlier objects. Its rotation is
       uniform. Its colour is a random HSV colour (any hue), redrawn until it differs from the
@@ -70,7 +70,7 @@ Rendering
       their period is 20 % to 35 % of the patch diameter but at least 3 output pixels (stripes
       fill half a period; a checker cell is half a period, at least 2 output pixels; a dot's
       radius is 0.3 periods).
-    * Clutter (not labels): ``Poisson(clutter)`` distractors (default mean 3), sized like the
+    * Clutter (not labels): ``Poisson(clutter)`` distractors (default mean 1), sized like the
       objects (not enlarged), placed uniformly, coloured by the same rule as objects, chosen uniformly among: an irregular star-convex blob of 7
       to 12 vertices, a straight thick line, an open arc (90 to 220 degrees, ring-like), an
       elongated rotated ellipse (aspect 1.8 to 3), and a small irregular cluster of 2 to 4 specks.
@@ -78,14 +78,14 @@ Rendering
       ``zigzag`` and ``stripes``, specks vs ``dots``, blobs vs polygons).
     * Draw order: objects and clutter are drawn in a random order, so either may cover the other.
     * Occlusion: after all objects and clutter, each object independently, with probability
-      ``occlusion`` (default 0.3), is partly hidden by one occluder centred 0.3 to 0.8 radii from
+      ``occlusion`` (default 0.15), is partly hidden by one occluder centred 0.3 to 0.8 radii from
       the object's centre in a random direction. With equal probability it is a *cut-out* (an
       axis-aligned rectangle with sides ``U(occlusion_size)`` times the object diameter, default
       ``(0.3, 0.6)``, through which the background shows, erasing what was drawn there) or a
       *bar* (a randomly rotated rectangle of a random colour, ``U(occlusion_size)`` times two
       diameters long and 0.15 to 0.3 diameters thick). Occluders are never square patches of a
       random colour, so they do not mimic ``square``. They hide part, rarely all, of the object.
-    * Noise: after downsampling, i.i.d. Gaussian noise of standard deviation ``noise`` (default 8,
+    * Noise: after downsampling, i.i.d. Gaussian noise of standard deviation ``noise`` (default 4,
       in 0-255 units) is added to every channel of every pixel, then values are rounded and
       clipped to 0-255.
 
@@ -161,11 +161,11 @@ class SynthOptions:
     """Rendering options of one synthetic image (see the module docstring for their meaning)."""
 
     image_size: int = 64
-    noise: float = 8.0
-    clutter: float = 3.0
-    occlusion: float = 0.3
+    noise: float = 4.0
+    clutter: float = 1.0
+    occlusion: float = 0.15
     occlusion_size: tuple[float, float] = (0.3, 0.6)
-    scale: tuple[float, float] = (0.14, 0.3)
+    scale: tuple[float, float] = (0.3, 0.45)
     mix_prob: float = 0.3
     repeat_prob: float = 0.2
     supersample: int = 2
@@ -495,15 +495,15 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def make_synthetic(
     out_dir: str | os.PathLike,
     *,
-    num_images: int = 2000,
+    num_images: int = 4000,
     image_size: int = 64,
     seed: int = 0,
     test_fraction: float = 0.2,
-    noise: float = 8.0,
-    clutter: float = 3.0,
-    occlusion: float = 0.3,
+    noise: float = 4.0,
+    clutter: float = 1.0,
+    occlusion: float = 0.15,
     occlusion_size: tuple[float, float] = (0.3, 0.6),
-    scale: tuple[float, float] = (0.14, 0.3),
+    scale: tuple[float, float] = (0.3, 0.45),
     mix_prob: float = 0.3,
     repeat_prob: float = 0.2,
     supersample: int = 2,

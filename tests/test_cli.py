@@ -1,0 +1,114 @@
+"""The command line: help, listings, and bad input that exits non-zero with a useful message."""
+
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from retdm.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["data", "synth"], ["data", "import"]])
+def test_every_command_has_help(command):
+    code, out, _ = run(*command, "--help")
+    assert code == 0 and "Usage:" in out and len(out.splitlines()) > 5
+
+
+def test_listings():
+    assert {"small_cnn", "vgg16", "resnet18", "resnet50", "efficientnet_lite0"} <= set(
+        line.split()[0] for line in run("backbones")[1].splitlines())
+    assert {"bce", "retdm", "retdm_oneway"} <= set(line.split()[0] for line in run("methods")[1].splitlines())
+    assert {"synthetic", "folder"} <= set(line.split()[0] for line in run("datasets")[1].splitlines())
+
+
+def test_unknown_names_list_the_valid_ones(tiny_table, tmp_path):
+    code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--method", "retdn")
+    assert code == 1 and "unknown method 'retdn'" in err and "bce, retdm, retdm_oneway" in err
+    code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--set", "model.backbone=vgg61")
+    assert code == 1 and "unknown backbone 'vgg61'" in err and "small_cnn" in err
+    code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--profile", "gpu")
+    assert code == 1 and "unknown profile 'gpu'" in err
+    code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--set", "loss.alhpa=1")
+    assert code == 1 and "loss.alhpa" in err
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def one_epoch(cfg):
+    import dataclasses
+
+    return dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, epochs=1))
+
+
+def copy_dataset(tiny_table, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_table.parent, root)
+    return root
+
+
+def test_missing_and_corrupt_images_are_named(tiny_table, tmp_path):
+    root = copy_dataset(tiny_table, tmp_path)
+    victim = sorted((root / "images").iterdir())[3]
+    victim.unlink()
+    code, _, err = run("train", "--data", root / "labels.parquet", "--out", tmp_path / "r", "--quiet")
+    assert code == 1 and victim.name in err and "missing" in err and "restore" in err
+    victim.write_bytes(b"not an image")
+    code, _, err = run("train", "--data", root / "labels.parquet", "--out", tmp_path / "r", "--quiet")
+    assert code == 1 and victim.name in err and "cannot be decoded" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_csv_value_and_empty_dataset(tmp_path, tiny_table):
+    root = copy_dataset(tiny_table, tmp_path)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image,sky,sea\nimages/000000.png,1,0\nimages/000001.png,yes,1\n")
+    code, _, err = run("data", "import", root, csv, "--out", tmp_path / "t.parquet")
+    assert code == 1 and "line 3, column 'sky': expected 0 or 1, got 'yes'" in err
+    csv.write_text("image,sky,sea\n")
+    code, _, err = run("data", "import", root, csv, "--out", tmp_path / "t.parquet")
+    assert code == 1 and "empty" in err
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_evaluating_on_a_table_with_other_labels_fails(tmp_path, tiny_table, tiny_cfg):
+    root = copy_dataset(tiny_table, tmp_path)
+    csv = tmp_path / "labels.csv"
+    rows = "".join(f"images/{i:06d}.png,{i % 2},{1 - i % 2}\n" for i in range(20))
+    csv.write_text("image,sky,sea\n" + rows)
+    code, _, _ = run("data", "import", root, csv, "--out", tmp_path / "two.parquet")
+    assert code == 0
+    # a checkpoint trained on the 10-label table cannot score a 2-label table
+    from retdm.train.run import train_method
+
+    cfg = one_epoch(tiny_cfg)
+    best = train_method(tiny_table, tmp_path / "run", cfg, "bce", progress=False)
+    code, _, err = run("evaluate", "--data", tmp_path / "two.parquet", "--checkpoint", best)
+    assert code == 1 and "differ" in err and "2 labels" not in err and "['sky', 'sea']" in err
+
+
+def test_evaluate_and_predict_write_parquet(tmp_path, tiny_table, tiny_cfg):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from retdm.train.run import train_method
+
+    cfg = one_epoch(tiny_cfg)
+    train_method(tiny_table, tmp_path / "run", cfg, "bce", progress=False)
+    code, out, err = run("evaluate", "--data", tiny_table, "--runs", tmp_path / "run", "-m", "bce",
+                         "--out", tmp_path / "m.parquet")
+    assert code == 0, err
+    metrics = pd.read_parquet(tmp_path / "m.parquet")
+    assert list(metrics.columns) == ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
+    assert len(metrics) == 13 and set(metrics["method"]) == {"bce"} and "mAP" in out
+    preds = pd.read_parquet(tmp_path / "m_bce_predictions.parquet")
+    assert len(preds) == 24 and preds.shape[1] == 11
+    assert b"checkpoint_sha256" in pq.read_schema(tmp_path / "m_bce_predictions.parquet").metadata[b"retdm"]
+    code, _, err = run("predict", "--checkpoint", tmp_path / "run/pretrain/best.pt",
+                       "--images", tiny_table.parent / "images", "--out", tmp_path / "p.parquet")
+    assert code == 0, err
+    pred = pd.read_parquet(tmp_path / "p.parquet")
+    assert len(pred) == 120 and pred["circle"].between(0, 1).all() and "labels" in pred.columns
