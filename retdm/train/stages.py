@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from retdm.config import LossConfig, TrainConfig
+from retdm.errors import ConfigError
 from retdm.losses import classification_loss, reconstruction_loss, two_way_metric_loss
 from retdm.models.retdm_net import RETDMNet
 from retdm.neighbours import EmbeddingBank, sample_pool_items
@@ -124,6 +125,9 @@ def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
 def embed(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
           init: Path, *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
     """Stage 2: backbone and classifier frozen; train label net + reconstruction with α·J + β·Jrec."""
+    if not (cfg.loss.alpha or cfg.loss.beta):
+        raise ConfigError("stage 'embed' trains the label net with α·J + β·Jrec; with loss.alpha = loss.beta = 0 "
+                          "it has nothing to learn: set one of them > 0 or train method 'bce'")
     trainable = set_trainable(model, "embed")
     return _run_metric("embed", 0.0, model, trainable, data, cfg, out_dir, record, init, device, progress,
                        on_epoch_end)
