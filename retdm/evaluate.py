@@ -26,6 +26,7 @@ from retdm.data.transforms import TestTransform
 from retdm.errors import DataError
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
 from retdm.models.retdm_net import RETDMNet
+from retdm.revision import code_revision
 from retdm.train.checkpoint import file_sha256, load_model
 from retdm.train.run import pick_device
 
@@ -99,4 +100,5 @@ def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str
         "method": record.get("method"), "stage": record.get("stage"), "config": record.get("config"),
         "transform": record.get("transform"), "neighbours": record.get("neighbours"),
         "split": split, "threshold": threshold, "retdm_version": __version__,
+        "code_revision": code_revision(), "trained_code_revision": record.get("code_revision"),
     }

@@ -1,5 +1,7 @@
 """The command line: help, listings, and bad input that exits non-zero with a useful message."""
 
+import json
+import re
 import shutil
 
 import pytest
@@ -106,7 +108,10 @@ def test_evaluate_and_predict_write_parquet(tmp_path, tiny_table, tiny_cfg):
     assert len(metrics) == 13 and set(metrics["method"]) == {"bce"} and "mAP" in out
     preds = pd.read_parquet(tmp_path / "m_bce_predictions.parquet")
     assert len(preds) == 24 and preds.shape[1] == 11
-    assert b"checkpoint_sha256" in pq.read_schema(tmp_path / "m_bce_predictions.parquet").metadata[b"retdm"]
+    meta = json.loads(pq.read_schema(tmp_path / "m_bce_predictions.parquet").metadata[b"retdm"])
+    assert len(meta["checkpoint_sha256"]) == 64 and meta["data_sha256"] and meta["split"] == "test"
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|retdm-.+", meta["code_revision"])
+    assert meta["trained_code_revision"] == meta["code_revision"]
     code, _, err = run("predict", "--checkpoint", tmp_path / "run/pretrain/best.pt",
                        "--images", tiny_table.parent / "images", "--out", tmp_path / "p.parquet")
     assert code == 0, err

@@ -9,7 +9,8 @@ Columns, in this order:
 - one 0/1 ``uint8`` column per label, in the order recorded in the file metadata.
 
 File metadata (Parquet key-value, JSON values) records ``retdm.label_names`` (the order),
-``retdm.dataset`` (its name) and ``retdm.source`` (how it was made). Writes are atomic: a
+``retdm.dataset`` (its name), ``retdm.source`` (how it was made) and, when the images are not
+beside the table, ``retdm.root`` (their directory, relative to the table's). Writes are atomic: a
 temporary file is renamed into place, so a crash never leaves half a table.
 """
 
@@ -157,6 +158,9 @@ def write_label_table(table: LabelTable, path: str | os.PathLike) -> Path:
         f"{META_PREFIX}dataset": json.dumps(table.name),
         f"{META_PREFIX}source": json.dumps(table.source),
     }
+    if Path(os.path.abspath(table.root)) != Path(os.path.abspath(path.parent)):
+        # Images live elsewhere (e.g. a split table beside the raw data): record where, relative to the table.
+        meta[f"{META_PREFIX}root"] = json.dumps(os.path.relpath(os.path.abspath(table.root), os.path.abspath(path.parent)))
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
     arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **{k.encode(): v.encode() for k, v in meta.items()}})
     atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
@@ -169,7 +173,8 @@ def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = N
 
     Args:
         path: the Parquet file.
-        root: directory the ``path`` column is relative to; defaults to the file's directory.
+        root: directory the ``path`` column is relative to; defaults to the ``retdm.root`` recorded
+            in the file (relative to the file's directory), else the file's directory.
         expect_labels: if given, the label names the caller declares; a different count or order raises.
 
     Raises:
@@ -193,10 +198,12 @@ def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = N
             f"declared {list(expect_labels)}; re-import the dataset or fix the declared label names"
         )
     frame = check_frame(arrow.to_pandas(), label_names, str(path))
+    if root is None:
+        root = path.parent / json.loads(meta.get(f"{META_PREFIX}root", '"."'))
     return LabelTable(
         frame,
         label_names,
-        Path(root) if root is not None else path.parent,
+        Path(root),
         json.loads(meta.get(f"{META_PREFIX}dataset", '""')),
         json.loads(meta.get(f"{META_PREFIX}source", '""')),
     )

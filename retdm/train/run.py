@@ -20,6 +20,7 @@ from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError
 from retdm.methods import METHODS, Method
+from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model, file_sha256
 from retdm.train.data import build_training_data
 from retdm.train.stages import STAGES, embed, finetune, pretrain
@@ -83,7 +84,7 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     record: dict[str, Any] = {
         "method": method, "config": full, "label_names": list(table.label_names), "transform": transform.to_dict(),
         "data_path": str(table_path), "data_sha256": file_sha256(table_path), "dataset": table.name,
-        "retdm_version": __version__, "num_fit": len(data.fit), "num_val": len(data.val),
+        "retdm_version": __version__, "code_revision": code_revision(), "num_fit": len(data.fit), "num_val": len(data.val),
         "neighbours": {"k": cfg.loss.k, "distinct_sets": int(len(data.neighbours.sets)),
                        "tied_sets": int(data.neighbours.tied_sets), "tie_break": data.neighbours.tie_break},
     }

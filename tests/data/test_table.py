@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from retdm.data.table import LabelTable, assign_split, read_label_table, write_label_table
@@ -22,6 +23,17 @@ def test_round_trip_keeps_order_and_metadata(tmp_path):
     assert back.labels().dtype == np.uint8 and back.labels().tolist() == [[1, 0], [0, 1], [1, 1]]
     assert list(back.frame.columns) == ["image_id", "path", "split", "sky", "cloud"]
     assert len(back.split("train")) == 2 and back.split("test").frame["image_id"].tolist() == ["c"]
+
+
+def test_table_away_from_its_images_records_their_root(tmp_path):
+    raw = tmp_path / "raw"
+    t = LabelTable(frame(), ("sky", "cloud"), raw, "toy")
+    write_label_table(t, tmp_path / "split" / "labels.parquet")
+    assert read_label_table(tmp_path / "split" / "labels.parquet").root.resolve() == raw.resolve()
+    assert read_label_table(tmp_path / "split" / "labels.parquet", root=tmp_path).root == tmp_path
+    write_label_table(t, raw / "labels.parquet")  # beside its images: nothing recorded, still found
+    assert b"retdm.root" not in pq.read_schema(raw / "labels.parquet").metadata
+    assert read_label_table(raw / "labels.parquet").root == raw
 
 
 @pytest.mark.parametrize("changes, match", [

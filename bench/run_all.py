@@ -1,0 +1,106 @@
+"""Every benchmark of the project in one run: each figure a ratio against a named baseline.
+
+Runs, in one process on this machine:
+
+- ``metrics``: ``retdm.metrics.evaluate`` against the same quantities from scikit-learn
+  (40,504 × 80, MS-COCO val2014 size; targets ≤ 1 s and ≥ 5×);
+- ``neighbours``: the label-neighbour table at MS-COCO train2014 size (82,783 × 80, k = 10)
+  against a plain numpy full-distance + lexsort search (target ≤ 10 s);
+- ``step``: one RETDM training step (way 2 from the bank, and exact ``forward``) against one
+  BCE step on the same backbone and batch (target ≤ 1.3× with the bank);
+- ``synthetic`` (only with ``--synthetic``, about 20 minutes): BCE, RETDM, RETDM one-way and a
+  BCE control over 3 seeds on the embedded dataset (see ``bench/bench_synthetic.py``).
+
+Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
+per figure: benchmark, measured, baseline, seconds of each, ratio, target, pass, machine).
+Run: ``python bench/run_all.py [--synthetic]`` or ``make bench``. Keep it out of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_metrics  # noqa: E402
+import bench_neighbours  # noqa: E402
+import bench_step  # noqa: E402
+
+
+def machine() -> str:
+    """One line naming the machine the numbers came from."""
+    cpu = "unknown cpu"
+    if Path("/proc/cpuinfo").is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {usable} usable cores, {platform.system()} {platform.release()}, Python " \
+           f"{platform.python_version()}, torch {torch.__version__}"
+
+
+def rows() -> list[dict]:
+    """Run the quick benchmarks; one dict per reported figure. Ratios are baseline-relative:
+    ``slowdown`` figures are measured / baseline (lower is better), ``speedup`` ones the inverse."""
+    m = bench_metrics.main()
+    n = bench_neighbours.main()
+    s = bench_step.main()
+    step_case = f"{s['backbone']}, batch {s['batch']}, {s['size']} px, k = {s['k']}"
+    return [
+        dict(benchmark="metrics", case=f"{m['n']:,} x {m['m']} labels", measured="retdm.metrics.evaluate",
+             baseline="scikit-learn", measured_s=m["retdm_s"], baseline_s=m["sklearn_s"], ratio=m["ratio"],
+             ratio_kind="speedup", target=">= 5x and <= 1 s", passed=m["pass_ratio"] and m["pass_time"]),
+        dict(benchmark="neighbours", case=f"{n['n']:,} x {n['m']} labels, {n['distinct_sets']:,} distinct sets, k = {n['k']}",
+             measured="retdm.neighbours.label_neighbours", baseline=n["baseline"], measured_s=n["retdm_s"],
+             baseline_s=n["baseline_s"], ratio=n["ratio"], ratio_kind="speedup", target="<= 10 s",
+             passed=n["pass_time"]),
+        dict(benchmark="step", case=step_case, measured="RETDM step, way2=bank", baseline="BCE step",
+             measured_s=s["retdm_bank_s"], baseline_s=s["bce_s"], ratio=s["ratio_bank"], ratio_kind="slowdown",
+             target="<= 1.3x", passed=s["pass"]),
+        dict(benchmark="step", case=step_case, measured="RETDM step, way2=forward", baseline="BCE step",
+             measured_s=s["retdm_forward_s"], baseline_s=s["bce_s"], ratio=s["ratio_forward"],
+             ratio_kind="slowdown", target="(none: the paper's exact, k extra forwards)", passed=None),
+    ]
+
+
+def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str:
+    lines = [f"# Benchmarks", "", f"Machine: {where}  ", f"Run: {when}", "",
+             "| benchmark | case | measured | baseline | measured s | baseline s | ratio | target | pass |",
+             "|---|---|---|---|---:|---:|---:|---|---|"]
+    for r in frame.itertuples():
+        ok = "" if r.passed is None or pd.isna(r.passed) else ("PASS" if r.passed else "FAIL")
+        kind = "faster" if r.ratio_kind == "speedup" else "the time"
+        lines.append(f"| {r.benchmark} | {r.case} | {r.measured} | {r.baseline} | {r.measured_s:.3f} | "
+                     f"{r.baseline_s:.3f} | {r.ratio:.2f}x {kind} | {r.target} | {ok} |")
+    return "\n".join(lines) + "\n" + extra
+
+
+def main(synthetic: bool = False) -> pd.DataFrame:
+    where, when = machine(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    frame = pd.DataFrame(rows())
+    frame["machine"] = where
+    extra = ""
+    if synthetic:
+        import bench_synthetic
+        long = bench_synthetic.main([0, 1, 2], {})
+        extra = "\n## BCE vs RETDM on `synthetic`, 3 seeds (mean ± std)\n\n" + bench_synthetic.summary(long) + "\n"
+    frame.to_parquet(HERE / "results.parquet", index=False)
+    (HERE / "results.md").write_text(markdown(frame, where, when, extra))
+    return frame
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", action="store_true", help="also run the 3-seed training comparison (~20 min)")
+    args = parser.parse_args()
+    main(args.synthetic)
+    print((HERE / "results.md").read_text())
