@@ -4,9 +4,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= data/synthetic
-RUNS ?= runs/synthetic
-PROFILE ?= cpu
 
 .PHONY: setup run test bench clean
 
@@ -18,11 +15,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Train BCE (= the pretrain stage) and RETDM on the embedded dataset, print both rows of metrics.
+# The main job: the whole DVC pipeline on the default params (the embedded `synthetic` dataset):
+# download → split → validate → pretrain → embed → finetune → evaluate → compare.
 run: setup
-	$(BIN)/retdm data synth --out $(DATA)
-	$(BIN)/retdm train --data $(DATA)/labels.parquet --out $(RUNS) --method retdm --profile $(PROFILE)
-	$(BIN)/retdm evaluate --data $(DATA)/labels.parquet --runs $(RUNS) -m bce -m retdm --out results/synthetic_metrics.parquet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "results: results/comparison.parquet, reports/comparison.md"
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -31,4 +28,4 @@ bench: setup
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(DATA) $(RUNS) results
+	rm -rf data runs results reports

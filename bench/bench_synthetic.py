@@ -54,7 +54,7 @@ def bce_with_finetune_epochs(table_path: Path, run_dir: Path, cfg) -> Path:
     record = {"method": "bce+ft", "config": cfg0.to_dict(), "fingerprint": cfg0.to_dict(),
               "label_names": list(table.label_names), "transform": spec.to_dict(), "data_sha256": "",
               "data_path": str(table_path)}
-    return finetune(model, data, cfg0, run_dir / "bce+ft", record, run_dir / "pretrain" / "best.pt",
+    return finetune(model, data, cfg0, run_dir / "bce+ft", record, run_dir / "bce" / "pretrain" / "best.pt",
                     device=pick_device(cfg0.device), progress=False)
 
 

@@ -206,6 +206,24 @@ def _list(registry) -> None:
 
 
 @main.command()
+@click.argument("result", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=Path("dvc.lock"), show_default=True,
+              help="The pipeline's dvc.lock (stage hashes and params).")
+@click.option("--as-json", "as_json", is_flag=True, help="Print JSON records instead of text blocks.")
+def lineage(result: Path, lock: Path, as_json: bool) -> None:
+    """Where every row of a results Parquet came from.
+
+    For each dataset × method: the dataset source and its hash, the split table and its hash,
+    the validation report, the checkpoint and its sha256, the params and the code revision.
+    RESULT is results/comparison.parquet, results/metrics.parquet or one evaluation's file.
+    """
+    from retdm.lineage import format_lineage, lineage as trace
+
+    frame = trace(result, lock)
+    click.echo(frame.to_json(orient="records", indent=2) if as_json else format_lineage(frame))
+
+
+@main.command()
 def backbones() -> None:
     """List the registered image backbones (Φcnn)."""
     from retdm.models.backbones import BACKBONES

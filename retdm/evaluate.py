@@ -28,7 +28,7 @@ from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
 from retdm.models.retdm_net import RETDMNet
 from retdm.revision import code_revision
 from retdm.train.checkpoint import file_sha256, load_model
-from retdm.train.run import pick_device
+from retdm.train.run import final_checkpoint, pick_device
 
 
 @torch.no_grad()
@@ -95,10 +95,45 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict
 def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str, threshold: float) -> dict[str, Any]:
     """What produced a result: checkpoint hash, data hash, config, code version, split, threshold."""
     return {
-        "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint), "dataset": record.get("dataset"),
         "data_path": record.get("data_path"), "data_sha256": record.get("data_sha256"),
         "method": record.get("method"), "stage": record.get("stage"), "config": record.get("config"),
         "transform": record.get("transform"), "neighbours": record.get("neighbours"),
         "split": split, "threshold": threshold, "retdm_version": __version__,
         "code_revision": code_revision(), "trained_code_revision": record.get("code_revision"),
     }
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance :func:`write_parquet` recorded in a Parquet file (``{}`` when there is none)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[b"retdm"]) if b"retdm" in meta else {}
+
+
+def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | os.PathLike,
+                    metrics_out: str | os.PathLike, predictions_out: str | os.PathLike, *, threshold: float = 0.5,
+                    extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Evaluate a trained method's final checkpoint on the test split and write both Parquet files.
+
+    Args:
+        runs_dir: the run directory of ``retdm.train.run.train_method``.
+        method: a registered method name.
+        table_path: the label table it was trained on.
+        metrics_out: long-form metrics (dataset, method, seed, metric, value, lower_is_better).
+        predictions_out: image × label scores.
+        threshold: score threshold of the label-based metrics.
+        extra: more provenance to record (e.g. the pipeline params that apply).
+
+    Returns:
+        The metrics frame. Both files carry the provenance of :func:`provenance` plus ``extra``.
+    """
+    checkpoint = final_checkpoint(runs_dir, method)
+    if not checkpoint.is_file():
+        raise DataError(f"{checkpoint}: no trained model for method {method!r}; train it first "
+                        f"(retdm train --method {method})")
+    metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold)
+    info = {**provenance(checkpoint, record, "test", threshold), **(extra or {})}
+    frame = metrics_frame(metrics, dataset=part.name, method=method, seed=record["config"]["seed"])
+    write_parquet(predictions_frame(part, scores), predictions_out, info)
+    write_parquet(frame, metrics_out, info)
+    return frame

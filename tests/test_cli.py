@@ -112,7 +112,7 @@ def test_evaluate_and_predict_write_parquet(tmp_path, tiny_table, tiny_cfg):
     assert len(meta["checkpoint_sha256"]) == 64 and meta["data_sha256"] and meta["split"] == "test"
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|retdm-.+", meta["code_revision"])
     assert meta["trained_code_revision"] == meta["code_revision"]
-    code, _, err = run("predict", "--checkpoint", tmp_path / "run/pretrain/best.pt",
+    code, _, err = run("predict", "--checkpoint", tmp_path / "run/bce/pretrain/best.pt",
                        "--images", tiny_table.parent / "images", "--out", tmp_path / "p.parquet")
     assert code == 0, err
     pred = pd.read_parquet(tmp_path / "p.parquet")

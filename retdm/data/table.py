@@ -223,6 +223,74 @@ def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return split
 
 
+def copy_table(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a label table to ``dst`` as it is (rows, columns, metadata), pointing ``retdm.root``
+    at its images. No contract check: checking is the pipeline's ``validate`` step, which reports
+    every problem at once.
+
+    Raises:
+        DataError: ``src`` is missing, unreadable or has no ``retdm.label_names`` metadata.
+    """
+    arrow, meta = _read_unchecked(Path(src))
+    return _write_moved(arrow, meta, Path(src), Path(dst))
+
+
+def resplit_table(src: str | os.PathLike, dst: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0,
+                  keep_official: bool = False) -> Path:
+    """:func:`copy_table` with a seeded ``train``/``test`` split (the paper's 80/20).
+
+    ``dst`` records in ``retdm.split`` how the split was made.
+
+    Args:
+        src: the imported label table.
+        dst: where to write the split table.
+        test_fraction: share of test items; ``round(n * test_fraction)`` are test.
+        seed: seed of the split.
+        keep_official: keep ``src``'s own split (datasets with an official one, such as MS-COCO).
+
+    Raises:
+        DataError: ``src`` is missing, unreadable, or has no label metadata or split to keep.
+    """
+    src, dst = Path(src), Path(dst)
+    arrow, meta = _read_unchecked(src)
+    if keep_official:
+        if "split" not in arrow.column_names:
+            raise DataError(f"{src}: keep_official is set but the table has no 'split' column; unset it to draw "
+                            f"a seeded split")
+        how = {"official": True}
+    else:
+        split = pa.array(assign_split(arrow.num_rows, test_fraction, seed).astype(str))
+        if "split" in arrow.column_names:
+            arrow = arrow.set_column(arrow.column_names.index("split"), "split", split)
+        else:
+            arrow = arrow.append_column("split", split)
+        how = {"official": False, "test_fraction": test_fraction, "seed": seed}
+    meta[f"{META_PREFIX}split".encode()] = json.dumps(how).encode()
+    return _write_moved(arrow, meta, src, dst)
+
+
+def _read_unchecked(src: Path) -> tuple[pa.Table, dict[bytes, bytes]]:
+    try:
+        arrow = pq.read_table(src)
+    except (FileNotFoundError, pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{src}: cannot read the label table ({err}); run the download stage first") from err
+    meta = dict(arrow.schema.metadata or {})
+    if f"{META_PREFIX}label_names".encode() not in meta:
+        raise DataError(f"{src}: file metadata lacks 'retdm.label_names'; write label tables with "
+                        f"retdm.data.write_label_table")
+    return arrow, meta
+
+
+def _write_moved(arrow: pa.Table, meta: dict[bytes, bytes], src: Path, dst: Path) -> Path:
+    """Write ``arrow`` to ``dst`` with ``retdm.root`` re-pointed from ``src``'s images."""
+    root = json.loads(meta.get(f"{META_PREFIX}root".encode(), b'"."'))
+    images = os.path.abspath(src.parent / root)
+    meta[f"{META_PREFIX}root".encode()] = json.dumps(os.path.relpath(images, os.path.abspath(dst.parent))).encode()
+    arrow = arrow.replace_schema_metadata(meta)
+    atomic_write(dst, lambda tmp: pq.write_table(arrow, tmp))
+    return dst
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 

@@ -35,7 +35,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus the format tag) to ``path`` atomically."""
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp))
+    def write(tmp: str) -> None:
+        # Through a file object: torch.save names the archive's inner folder after a *path* it is
+        # given, and the temporary name is random; identical payloads must give identical bytes.
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

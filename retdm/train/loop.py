@@ -31,6 +31,8 @@ from retdm.errors import TrainingError
 from retdm.metrics import evaluate
 from retdm.train.checkpoint import load_checkpoint, save_checkpoint
 
+TIMING_FILE = "timing.csv"  # excluded from DVC hashes by .dvcignore
+
 Batch = tuple[Tensor, Tensor, Tensor]
 StepLoss = Callable[[Batch, bool], tuple[Tensor, dict[str, float], Tensor]]
 VAL_METRICS = ("mAP", "average_precision", "CF1", "OF1")
@@ -85,7 +87,8 @@ def autocast(device: torch.device, enabled: bool):
 def run_stage(run: StageRun, resume: bool = True) -> Path:
     """Train one stage to its end, resuming from ``out_dir/last.pt`` when it exists.
 
-    Writes ``last.pt`` every epoch, ``best.pt`` (lowest validation loss) and ``epochs.csv``.
+    Writes ``last.pt`` every epoch, ``best.pt`` (lowest validation loss), ``epochs.csv`` (the
+    per-epoch losses and validation metrics) and ``timing.csv`` (wall time per epoch).
 
     Returns:
         The path of ``best.pt``.
@@ -156,7 +159,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         best_loss = min(best_loss, val_parts["val_loss"])
         done = epoch == run.stage.epochs or optimizer.param_groups[0]["lr"] < run.stage.min_lr * (1 - 1e-9)
         history.append({"stage": run.name, "epoch": epoch, "lr": lr, **train_parts, **val_parts,
-                        "best": improved, "seconds": time.perf_counter() - t0})
+                        "best": improved})
         payload = {**run.record, "model": run.model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "done": done,
                    "best_val_loss": best_loss,
@@ -165,6 +168,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
             save_checkpoint(best, payload)
         save_checkpoint(last, payload)
         atomic_write(out / "epochs.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
+        log_time(out / TIMING_FILE, run.name, epoch, time.perf_counter() - t0)
         if run.progress:
             tqdm.write(f"{run.name} epoch {epoch}: " + " ".join(
                 f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
@@ -173,6 +177,14 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     if done and not best.is_file():  # resumed a finished run whose best.pt was removed
         save_checkpoint(best, load_checkpoint(last))
     return best
+
+
+def log_time(path: Path, stage: str, epoch: int, seconds: float) -> None:
+    """Append one epoch's wall time to ``path``. Kept out of checkpoints and ``epochs.csv`` so that
+    those are byte-identical across identical runs (``.dvcignore`` excludes this file from hashes)."""
+    new = not path.is_file()
+    with path.open("a") as f:
+        f.write(("stage,epoch,seconds\n" if new else "") + f"{stage},{epoch},{seconds:.3f}\n")
 
 
 def set_modes(model: nn.Module, trainable: list[nn.Module]) -> None:

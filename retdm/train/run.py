@@ -1,8 +1,9 @@
 """Train a registered method on a label table: the stages it needs, shared where they agree.
 
-Layout under ``out_dir``: ``pretrain/`` (shared by every method: it is the BCE baseline) and
-``<method>/embed/``, ``<method>/finetune/``. Each stage directory holds ``best.pt``, ``last.pt``
-and ``epochs.csv``. Re-running resumes, and a finished stage is not trained again.
+Layout under ``out_dir``: ``<method>/<stage>/``, except that ``pretrain`` always lives in
+``bce/pretrain/``: it is the BCE baseline, and every RETDM variant starts from it. So a method's
+models are all under ``out_dir/<method>`` but for the shared pretrain stage. Each stage directory
+holds ``best.pt``, ``last.pt`` and ``epochs.csv``. Re-running resumes, and a finished stage is not trained again.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
 
 
 def stage_dir(out_dir: Path, method: str, stage: str) -> Path:
-    """Where a method's stage writes: ``pretrain`` is shared by all methods."""
-    return Path(out_dir) / ("pretrain" if stage == "pretrain" else f"{method}/{stage}")
+    """Where a method's stage writes: ``pretrain`` is the ``bce`` model, shared by all methods."""
+    return Path(out_dir) / ("bce" if stage == "pretrain" else method) / stage
 
 
 def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:

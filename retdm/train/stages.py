@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from retdm.config import LossConfig, TrainConfig
-from retdm.errors import ConfigError
+from retdm.errors import ConfigError, TrainingError
 from retdm.losses import classification_loss, reconstruction_loss, two_way_metric_loss
 from retdm.models.retdm_net import RETDMNet
 from retdm.neighbours import EmbeddingBank, sample_pool_items
@@ -153,7 +153,7 @@ def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init
 def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end, *,
          bank, init) -> Path:
     if init is not None:
-        model.load_state_dict(load_checkpoint(init)["model"])
+        model.load_state_dict(starting_point(init, record)["model"])
     model.to(device)
 
     def before_training() -> None:
@@ -171,6 +171,21 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
         on_epoch_end=on_epoch_end,
     )
     return run_stage(run)
+
+
+def starting_point(init: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The previous stage's checkpoint, refused unless it was trained on the same data with the
+    config sections this stage shares with it (a stage must continue *this* run, not another)."""
+    ckpt = load_checkpoint(init)
+    if ckpt.get("data_sha256") != record.get("data_sha256"):
+        raise TrainingError(f"{init}: was trained on another label table (sha256 {ckpt.get('data_sha256')}); "
+                            f"retrain the earlier stage on {record.get('data_path')}")
+    for key, value in (ckpt.get("fingerprint") or {}).items():
+        if record["fingerprint"].get(key) != value:
+            raise TrainingError(f"{init}: was trained with {key} = {value}, this run has {key} = "
+                                f"{record['fingerprint'].get(key)}; retrain the earlier stage with this config or "
+                                f"set {key} back")
+    return ckpt
 
 
 class GeneratorState:

@@ -1,9 +1,11 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from retdm.data.table import LabelTable, assign_split, read_label_table, write_label_table
+from retdm.data.table import LabelTable, assign_split, read_label_table, resplit_table, write_label_table
 from retdm.errors import DataError
 
 
@@ -82,3 +84,30 @@ def test_assign_split_is_seeded_80_20():
     a, b = assign_split(1000, 0.2, 7), assign_split(1000, 0.2, 7)
     assert (a == b).all() and (a == "test").sum() == 200
     assert not (assign_split(1000, 0.2, 8) == a).all()
+
+
+def test_resplit_draws_a_seeded_split_and_points_at_the_images(tmp_path):
+    n = 50
+    f = pd.DataFrame({"image_id": [f"i{i}" for i in range(n)], "path": [f"images/{i}.png" for i in range(n)],
+                      "split": ["train"] * n, "sky": [i % 2 for i in range(n)], "cloud": [1] * n})
+    write_label_table(LabelTable(f, ("sky", "cloud"), tmp_path / "raw", "toy"), tmp_path / "raw" / "labels.parquet")
+    a = resplit_table(tmp_path / "raw" / "labels.parquet", tmp_path / "split" / "a.parquet", test_fraction=0.2, seed=3)
+    b = resplit_table(tmp_path / "raw" / "labels.parquet", tmp_path / "split" / "b.parquet", test_fraction=0.2, seed=3)
+    ta, tb = read_label_table(a), read_label_table(b)
+    assert (ta.frame["split"] == "test").sum() == 10 and ta.frame["split"].tolist() == tb.frame["split"].tolist()
+    assert ta.root.resolve() == (tmp_path / "raw").resolve() and ta.label_names == ("sky", "cloud")
+    assert json.loads(pq.read_schema(a).metadata[b"retdm.split"]) == {"official": False, "test_fraction": 0.2, "seed": 3}
+    kept = read_label_table(resplit_table(tmp_path / "raw" / "labels.parquet", tmp_path / "k.parquet", keep_official=True))
+    assert (kept.frame["split"] == "train").all()
+
+
+def test_resplit_keeps_bad_rows_for_validation_to_report(tmp_path):
+    f = pd.DataFrame({"image_id": ["a", "a"], "path": ["a.png", "b.png"], "split": ["train", "test"], "sky": [1, 2]})
+    meta = {b"retdm.label_names": b'["sky"]'}
+    import pyarrow as pa
+    pq.write_table(pa.Table.from_pandas(f, preserve_index=False).replace_schema_metadata(meta), tmp_path / "raw.parquet")
+    out = resplit_table(tmp_path / "raw.parquet", tmp_path / "s.parquet", test_fraction=0.5, seed=0)
+    assert pd.read_parquet(out)["sky"].tolist() == [1, 2]
+    with pytest.raises(DataError, match="raw.parquet.*run the download stage"):
+        resplit_table(tmp_path / "missing" / "raw.parquet", tmp_path / "t.parquet")
+    assert not (tmp_path / "t.parquet").exists()

@@ -74,10 +74,10 @@ def test_resume_after_interruption_ends_with_the_same_weights(tiny_table, tiny_c
 
 def test_finished_stages_are_not_trained_again(tiny_table, tiny_cfg, tmp_path):
     train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False)
-    stamp = (tmp_path / "pretrain/last.pt").stat().st_mtime_ns
+    stamp = (tmp_path / "bce/pretrain/last.pt").stat().st_mtime_ns
     seen = []
     train_method(tiny_table, tmp_path, tiny_cfg, "retdm", progress=False, on_epoch_end=lambda s, e: seen.append(s))
-    assert (tmp_path / "pretrain/last.pt").stat().st_mtime_ns == stamp
+    assert (tmp_path / "bce/pretrain/last.pt").stat().st_mtime_ns == stamp
     assert seen == ["embed", "embed", "finetune", "finetune"]
 
 
@@ -93,5 +93,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_table, tiny_cfg,
     with pytest.raises(TrainingError, match=r"stage 'pretrain'.*epoch 2, step 1;.*last good checkpoint.*last\.pt"):
         train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False,
                      on_epoch_end=lambda stage, epoch: poison.update(on=True))
-    assert load_checkpoint(tmp_path / "pretrain/last.pt")["epoch"] == 1
-    assert len(pd.read_csv(tmp_path / "pretrain/epochs.csv")) == 1
+    assert load_checkpoint(tmp_path / "bce/pretrain/last.pt")["epoch"] == 1
+    assert len(pd.read_csv(tmp_path / "bce/pretrain/epochs.csv")) == 1
+
+
+def test_a_stage_refuses_to_continue_a_differently_configured_earlier_stage(tiny_table, tiny_cfg, tmp_path):
+    import dataclasses
+
+    train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False)
+    other = dataclasses.replace(tiny_cfg, pretrain=dataclasses.replace(tiny_cfg.pretrain, lr=0.5))
+    with pytest.raises(TrainingError, match=r"bce/pretrain/best\.pt: was trained with pretrain = .*'lr': 0\.5"):
+        train_method(tiny_table, tmp_path, other, "retdm", stages=("embed",), progress=False)
+    assert not (tmp_path / "retdm" / "embed").exists()
+
+
+def test_identical_runs_write_byte_identical_outputs(tiny_table, tiny_cfg, tmp_path):
+    """So that `dvc repro` and the Prefect flow leave the same dvc.lock."""
+    from retdm.train.checkpoint import file_sha256
+
+    for name in ("a", "b"):
+        train_method(tiny_table, tmp_path / name, tiny_cfg, "bce", progress=False)
+    for file in ("best.pt", "last.pt", "epochs.csv"):
+        assert file_sha256(tmp_path / "a/bce/pretrain" / file) == file_sha256(tmp_path / "b/bce/pretrain" / file), file
+    assert pd.read_csv(tmp_path / "a/bce/pretrain/timing.csv")["epoch"].tolist() == [1, 2]

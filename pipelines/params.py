@@ -1,0 +1,126 @@
+"""``params.yaml`` read once, at the edge: the paths each stage uses and each method's config.
+
+The paths here and in ``dvc.yaml`` are the same layout, per dataset ``<ds>``::
+
+    data/<ds>/raw/                         download: images/ + labels.parquet
+    data/<ds>/split.parquet                split: the table with its 80/20 split
+    reports/validation/<ds>.{json,html}    validate: Great Expectations report
+    runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
+    runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
+    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
+    results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from retdm.config import TrainConfig, load_config
+from retdm.errors import ConfigError, RetdmError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """The parsed params file; a missing file or a missing top-level key says which."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found; run from the repository root")
+    params = yaml.safe_load(path.read_text()) or {}
+    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", "retdm_variants", "evaluate")
+    missing = [k for k in needed if k not in params]
+    if missing:
+        raise ConfigError(f"{path}: missing key(s) {missing}")
+    return params
+
+
+def dataset_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """``datasets.<name>``; an unknown name lists the configured ones."""
+    if name not in params["datasets"]:
+        raise ConfigError(f"unknown dataset {name!r}; params.yaml datasets are: {', '.join(params['datasets'])}")
+    return params["datasets"][name]
+
+
+def dotted(tree: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """``{"loss": {"alpha": 1}}`` → ``{"loss.alpha": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in (tree or {}).items():
+        if isinstance(value, dict):  # an empty section overrides nothing
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def train_config(params: dict[str, Any], method: str) -> TrainConfig:
+    """The profile ← ``train`` ← ``methods.<method>`` ← ``seed``.
+
+    A RETDM variant continues the shared pretrain stage, so its own overrides may not touch the
+    sections that stage depends on (they would silently differ from the model it starts from).
+    """
+    if method not in params["methods"]:
+        raise ConfigError(f"unknown method {method!r}; params.yaml methods are: {', '.join(params['methods'])}")
+    own = dotted(params["methods"][method])
+    shared = [k for k in own if k.split(".")[0] in ("seed", "data", "model", "optim", "pretrain")]
+    if shared and method != "bce":
+        raise ConfigError(f"params.yaml methods.{method}: {shared} belong to the shared pretrain stage; "
+                          f"set them under `train` for every method")
+    return load_config(params["profile"], {**dotted(params["train"]), **own, "seed": params["seed"]})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one dataset's artifacts live (relative to the repository root)."""
+
+    dataset: str
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / self.dataset / "raw"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "data" / self.dataset / "split.parquet"
+
+    @property
+    def validation(self) -> tuple[Path, Path]:
+        base = self.root / "reports" / "validation" / self.dataset
+        return base.with_suffix(".json"), base.with_suffix(".html")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.dataset
+
+    def evaluation(self, method: str) -> Path:
+        return self.root / "results" / "evaluations" / self.dataset / method
+
+
+RESULTS = Path("results")
+COMPARISON_MD = Path("reports") / "comparison.md"
+
+
+def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
+    """Run a stage function with the command-line arguments; a ``RetdmError`` becomes one line
+    on stderr and exit status 1 (DVC and Prefect then stop everything downstream)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print((run.__doc__ or run.__name__).strip())
+        return
+    try:
+        inspect.signature(run).bind(*args)
+    except TypeError as err:
+        print(f"usage error: {err}\n{(run.__doc__ or '').strip()}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        run(*args)
+    except RetdmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

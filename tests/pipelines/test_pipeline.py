@@ -1,0 +1,182 @@
+"""The pipeline end to end on a tiny profile, in a temporary git copy of the project: `dvc repro`,
+its outputs and lineage, params granularity, a bad label table stopped at `validate`, and the
+Prefect flow leaving the same `dvc.lock` as `dvc repro`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
+        "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
+METHODS = ["bce", "retdm", "retdm_oneway"]
+
+pytestmark = pytest.mark.slow
+
+
+def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def set_params(repo: Path, **changes) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in changes.items():
+        node = params
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """The project's files (tracked and untracked, not ignored) in a fresh git repo, tiny params."""
+    repo = tmp_path_factory.mktemp("origin")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
+                        "validate.tolerance": 0.05, "train": TINY})
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "-c", "user.email=ci@retdm", "-c", "user.name=ci", "commit", "-qm", "tiny")
+    return repo
+
+
+def clone(origin: Path, dest: Path) -> Path:
+    """Clones share the commit, hence the code revision every output records."""
+    sh(dest.parent, "git", "clone", "-q", str(origin), str(dest))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repro(origin, tmp_path_factory) -> Path:
+    repo = clone(origin, tmp_path_factory.mktemp("repro") / "repo")
+    sh(repo, "dvc", "repro")
+    return repo
+
+
+def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
+    table = pd.read_parquet(repro / "results/comparison.parquet")
+    assert table["method"].tolist() == METHODS and set(table["dataset"]) == {"synthetic"}
+    assert table["mAP"].between(0, 1).all() and (table["seeds"] == 1).all()
+    long = pd.read_parquet(repro / "results/metrics.parquet")
+    assert list(long.columns) == ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
+    assert len(long) == 3 * 13 and long.loc[long["metric"] == "coverage", "lower_is_better"].all()
+    for method in METHODS:  # the comparison is exactly the per-method evaluations
+        one = pd.read_parquet(repro / f"results/evaluations/synthetic/{method}/metrics.parquet").set_index("metric")
+        assert table.set_index("method").loc[method, "CF1"] == one.loc["CF1", "value"]
+        preds = pd.read_parquet(repro / f"results/evaluations/synthetic/{method}/predictions.parquet")
+        assert len(preds) == 32 and preds.shape[1] == 11
+    meta = json.loads(pq.read_schema(repro / "results/comparison.parquet").metadata[b"retdm"])
+    head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
+    assert meta["code_revision"] == head and len(meta["inputs"]) == 3
+    assert "## synthetic" in (repro / "reports/comparison.md").read_text()
+    report = json.loads((repro / "reports/validation/synthetic.json").read_text())
+    assert report["success"] and (repro / "reports/validation/synthetic.html").is_file()
+
+    assert json.loads(sh(repro, "dvc", "status", "--json").stdout) == {}
+    again = sh(repro, "dvc", "repro").stdout
+    assert "Running stage" not in again and "didn't change" in again
+
+
+def test_lineage_traces_every_row_to_dvc_lock(repro):
+    out = sh(repro, "retdm", "lineage", "results/comparison.parquet", "--as-json").stdout
+    rows = json.loads(out)
+    lock = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
+    split_md5 = lock["split@synthetic"]["outs"][0]["md5"]
+    head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
+    assert [r["method"] for r in rows] == METHODS
+    for row in rows:
+        assert row["split_hash"] == split_md5 and row["source_hash"] == lock["download@synthetic"]["outs"][0]["md5"]
+        assert row["validation_report"] == "reports/validation/synthetic.json" and row["validation_hash"]
+        ckpt = repro / row["checkpoint"]
+        from retdm.train.checkpoint import file_sha256
+
+        assert row["checkpoint_sha256"] == file_sha256(ckpt)
+        assert row["code_revision"] == head and json.loads(row["params"])["profile"] == "cpu"
+    text = sh(repro, "retdm", "lineage", "results/metrics.parquet").stdout
+    assert "synthetic / retdm_oneway" in text and split_md5 in text
+
+
+def test_changing_one_method_reruns_only_that_method_and_compare(repro):
+    set_params(repro, **{"methods.retdm_oneway": {"loss": {"alpha": 0.5}}})
+    try:
+        changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
+    finally:
+        sh(repro, "git", "checkout", "params.yaml")
+    assert changed == {"embed@synthetic-retdm_oneway", "finetune@synthetic-retdm_oneway", "compare"}
+
+
+def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
+    repo = clone(origin, tmp_path / "repo")
+    from retdm.data.synthetic import make_synthetic
+
+    make_synthetic(tmp_path / "mine", num_images=60, image_size=32, progress=False)
+    frame = pd.read_parquet(tmp_path / "mine/labels.parquet")
+    meta = pq.read_schema(tmp_path / "mine/labels.parquet").metadata
+    frame.loc[7, "ring"] = 2
+    frame.loc[9, "image_id"] = frame.loc[8, "image_id"]
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(meta),
+                   tmp_path / "mine/labels.parquet")
+    set_params(repo, datasets={"mine": {"source": "table", "table": str(tmp_path / "mine/labels.parquet"),
+                                        "official_split": False}})
+    proc = sh(repo, "dvc", "repro", check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "expect_column_values_to_be_in_set on column 'ring'" in err and "[2]" in err
+    assert "expect_column_values_to_be_unique on column 'image_id'" in err
+    assert not (repo / "runs").exists() and not (repo / "results").exists()
+    assert "validate@mine" not in (yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})
+
+
+def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, repro, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.flows import reproduce
+
+    repo = clone(origin, tmp_path / "repo")
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"
+    try:
+        with prefect_test_harness(server_startup_timeout=90):
+            ran = reproduce(root=str(repo))
+            with get_client(sync_client=True) as client:
+                artifacts = {a.key: a for a in client.read_artifacts()}
+    finally:
+        os.environ["PATH"] = path
+    assert ran[-1] == "compare" and len(ran) == 12
+    assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
+    assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
+    rows = json.loads(artifacts["retdm-comparison"].data)
+    assert [r["method"] for r in rows] == METHODS
+    assert "## synthetic" in artifacts["retdm-comparison-report"].data
+
+
+def test_only_failures_on_bad_input_are_not_retried():
+    from prefect.states import Failed
+
+    from pipelines.flows import StageInputError, retry_transient
+
+    assert retry_transient(None, None, Failed(data=RuntimeError("worker killed"))) is True
+    assert retry_transient(None, None, Failed(data=StageInputError("error: bad labels"))) is False
