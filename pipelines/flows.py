@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,14 @@ def retry_transient(task, task_run, state) -> bool:
 
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
-def run_stage(stage: str, root: str) -> str:
-    """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it."""
+def run_stage(stage: str, root: str) -> dict[str, Any]:
+    """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it.
+
+    Returns:
+        ``{"stage", "ran", "seconds"}``: whether DVC re-ran it, and the task's wall time.
+    """
     logger = get_run_logger()
+    start = time.perf_counter()
     cmd = dvc_command("--wait-for-lock", "repro", "--single-item", stage)
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
@@ -109,7 +115,8 @@ def run_stage(stage: str, root: str) -> str:
         bad_input = any(line.startswith("error: ") for line in tail)
         raise (StageInputError if bad_input else RuntimeError)(
             f"stage {stage} failed (exit {proc.returncode}):\n" + "\n".join(tail))
-    return stage
+    ran = not any("didn't change, skipping" in line for line in tail)
+    return {"stage": stage, "ran": ran, "seconds": time.perf_counter() - start}
 
 
 def publish(root: Path) -> None:
@@ -125,7 +132,7 @@ def publish(root: Path) -> None:
 
 @flow(name="reproduce", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)
 def reproduce(datasets: list[str] | None = None, methods: list[str] | None = None, profile: str | None = None,
-              root: str = ".") -> list[str]:
+              root: str = ".") -> list[dict[str, Any]]:
     """Reproduce the comparison table: the DVC stages for ``datasets`` × ``methods``.
 
     Args:
@@ -136,7 +143,8 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
         root: the repository root.
 
     Returns:
-        The stages run (in submission order), each of which DVC re-ran only if out of date.
+        One ``{"stage", "ran", "seconds"}`` per stage, upstream first; DVC re-ran a stage
+        (``ran``) only if it was out of date.
     """
     logger = get_run_logger()
     root_path = Path(root).resolve()

@@ -14,7 +14,10 @@ The paths here and in ``dvc.yaml`` are the same layout, per dataset ``<ds>``::
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +122,14 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
     except TypeError as err:
         print(f"usage error: {err}\n{(run.__doc__ or '').strip()}", file=sys.stderr)
         raise SystemExit(2) from None
+    start = time.time()
     try:
         run(*args)
     except RetdmError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    log = os.environ.get("RETDM_STAGE_TIMES")
+    if log:  # bench/bench_orchestration.py: time spent inside the retdm call, per stage
+        with open(log, "a") as f:
+            f.write(json.dumps({"entry": Path(sys.argv[0]).stem, "args": args, "start": start,
+                                "end": time.time()}) + "\n")

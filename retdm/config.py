@@ -80,9 +80,13 @@ class StageConfig:
     lr: float = 0.1
     min_lr: float = 0.01
     patience: int = 2             # epochs without validation-loss improvement before lr ÷ 10
+    # Epochs at the full lr before the plateau rule applies: a network trained from scratch sits
+    # on a loss plateau for its first epochs (it predicts the label priors) before it takes off.
+    plateau_after: int = 0
 
     def validate(self, name: str) -> None:
         _require(self.epochs >= 1, f"{name}.epochs", self.epochs, ">= 1")
+        _require(self.plateau_after >= 0, f"{name}.plateau_after", self.plateau_after, ">= 0")
         _require(self.lr > 0, f"{name}.lr", self.lr, "> 0")
         _require(0 < self.min_lr <= self.lr, f"{name}.min_lr", self.min_lr, f"in (0, lr={self.lr}]")
 

@@ -154,7 +154,8 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         train_parts = {f"train_{k}": v / max(len(loader), 1) for k, v in sums.items()}
         val_parts = validate(run)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_parts["val_loss"])
+        if epoch > run.stage.plateau_after:
+            scheduler.step(val_parts["val_loss"])
         improved = val_parts["val_loss"] < best_loss
         best_loss = min(best_loss, val_parts["val_loss"])
         done = epoch == run.stage.epochs or optimizer.param_groups[0]["lr"] < run.stage.min_lr * (1 - 1e-9)

@@ -1,0 +1,150 @@
+"""Orchestration overhead: plain ``dvc repro`` against the Prefect ``reproduce`` flow, per stage.
+
+Both run the same pipeline from scratch, each in its own temporary git clone of the project.
+Every stage entry point logs when its ``retdm`` call started and ended (``RETDM_STAGE_TIMES``),
+so the overhead of orchestration is the wall time minus the time spent inside ``retdm``:
+process start-up and imports, DVC's hashing and locking, Prefect's task bookkeeping.
+
+- DVC path: a stage's overhead is the gap between the end of the previous stage's ``retdm`` call
+  and the start of its own (the stages run one after another).
+- Prefect path: a stage's overhead is its task's wall time minus its ``retdm`` time; the flow's
+  total includes starting Prefect's temporary local server (7-17 s the first time in a process).
+
+Baseline: plain ``dvc repro``. Target: the flow within 1.2× of it on the default pipeline.
+Run: ``python bench/bench_orchestration.py [--tiny]`` (default params: about 15 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
+        "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
+NAMES = {"download": "download@{0}", "split": "split@{0}", "validate": "validate@{0}", "evaluate": "evaluate@{0}-{1}",
+         "compare": "compare"}
+TARGET = 1.2
+
+
+def stage_name(record: dict) -> str:
+    """The DVC stage name of a ``RETDM_STAGE_TIMES`` record."""
+    args = record["args"]
+    if record["entry"] == "train":
+        dataset, method, stage = args
+        return f"pretrain@{dataset}" if stage == "pretrain" else f"{stage}@{dataset}-{method}"
+    return NAMES[record["entry"]].format(*args)
+
+
+def project_copy(dest: Path, tiny: bool) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    if tiny:
+        params = yaml.safe_load((dest / "params.yaml").read_text())
+        params["datasets"]["synthetic"].update(num_images=160, image_size=32)
+        params["validate"]["tolerance"] = 0.05
+        params["train"] = TINY
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "bench"]):
+        subprocess.run(cmd, cwd=dest, check=True)
+    return dest
+
+
+def read_times(path: Path) -> dict[str, dict]:
+    return {stage_name(r): r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def run_dvc(repo: Path, env: dict) -> tuple[float, dict[str, float], dict[str, float]]:
+    log = repo / "stage_times.jsonl"
+    start = time.time()
+    subprocess.run(["dvc", "repro"], cwd=repo, env={**env, "RETDM_STAGE_TIMES": str(log)}, check=True,
+                   capture_output=True)
+    wall = time.time() - start
+    times = read_times(log)
+    inside, overhead, previous_end = {}, {}, start
+    for name, r in sorted(times.items(), key=lambda kv: kv[1]["start"]):
+        inside[name] = r["end"] - r["start"]
+        overhead[name] = r["start"] - previous_end
+        previous_end = r["end"]
+    overhead["(after the last stage)"] = start + wall - previous_end
+    return wall, inside, overhead
+
+
+def run_prefect(repo: Path, env: dict) -> tuple[float, dict[str, float], dict[str, float]]:
+    log = repo / "stage_times.jsonl"
+    code = ("import json, sys; from pipelines.flows import reproduce; "
+            "print('RESULT', json.dumps(reproduce(root=sys.argv[1])))")
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code, str(repo)], cwd=ROOT, env={**env, "RETDM_STAGE_TIMES": str(log)},
+                          check=True, capture_output=True, text=True)
+    wall = time.time() - start
+    records = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    times = read_times(log)
+    inside = {name: r["end"] - r["start"] for name, r in times.items()}
+    overhead = {r["stage"]: r["seconds"] - inside.get(r["stage"], 0.0) for r in records}
+    # Before the first task and after the last: Python and Prefect start-up, the local server, artifacts.
+    first = min(r["start"] for r in times.values()) - inside_overhead(records, overhead)
+    overhead["(flow start-up and wrap-up)"] = (first - start) + (start + wall - max(r["end"] for r in times.values()))
+    return wall, inside, overhead
+
+
+def inside_overhead(records: list[dict], overhead: dict[str, float]) -> float:
+    """The first task's own overhead (its dvc start-up before the retdm call)."""
+    return overhead[records[0]["stage"]]
+
+
+def main(tiny: bool) -> dict:
+    state = Path(tempfile.mkdtemp(prefix="retdm-bench-"))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1",
+           "DVC_SITE_CACHE_DIR": str(state / "dvc-site"), "PREFECT_HOME": str(state / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+    try:
+        dvc_wall, dvc_inside, dvc_over = run_dvc(project_copy(state / "dvc", tiny), env)
+        pf_wall, pf_inside, pf_over = run_prefect(project_copy(state / "prefect", tiny), env)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return {"machine": f"{platform.platform()}, {os.cpu_count()} cpus", "params": "tiny" if tiny else "default",
+            "dvc": {"wall": dvc_wall, "inside": dvc_inside, "overhead": dvc_over},
+            "prefect": {"wall": pf_wall, "inside": pf_inside, "overhead": pf_over},
+            "ratio": pf_wall / dvc_wall}
+
+
+def report(r: dict) -> str:
+    lines = [f"machine: {r['machine']}; params: {r['params']}",
+             f"{'stage':<34} {'dvc: retdm s':>12} {'overhead s':>10} {'prefect: retdm s':>16} {'overhead s':>10}"]
+    names = list(dict.fromkeys([*r["dvc"]["overhead"], *r["prefect"]["overhead"]]))
+    for n in names:
+        cells = [r["dvc"]["inside"].get(n), r["dvc"]["overhead"].get(n), r["prefect"]["inside"].get(n),
+                 r["prefect"]["overhead"].get(n)]
+        lines.append(f"{n:<34} " + " ".join(f"{'' if c is None else f'{c:.1f}':>{w}}"
+                                             for c, w in zip(cells, (12, 10, 16, 10))))
+    for path in ("dvc", "prefect"):
+        p = r[path]
+        lines.append(f"{path}: wall {p['wall']:.1f} s, inside retdm {sum(p['inside'].values()):.1f} s, "
+                     f"orchestration {p['wall'] - sum(p['inside'].values()):.1f} s")
+    verdict = "PASS" if r["ratio"] <= TARGET else "FAIL"
+    lines.append(f"Prefect flow / plain dvc repro = {r['ratio']:.2f}x (target <= {TARGET}x: {verdict})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="1-epoch, 160-image params (about 3 minutes)")
+    args = parser.parse_args()
+    print(report(main(args.tiny)))
