@@ -8,8 +8,10 @@ Runs, in one process on this machine:
   against a plain numpy full-distance + lexsort search (target ≤ 10 s);
 - ``step``: one RETDM training step (way 2 from the bank, and exact ``forward``) against one
   BCE step on the same backbone and batch (target ≤ 1.3× with the bank);
-- ``synthetic`` (only with ``--synthetic``, about 20 minutes): BCE, RETDM, RETDM one-way and a
-  BCE control over 3 seeds on the embedded dataset (see ``bench/bench_synthetic.py``).
+- ``synthetic`` (only with ``--synthetic``, about 25 minutes): BCE, RETDM, RETDM one-way and a
+  BCE control over 3 seeds on the embedded dataset (see ``bench/bench_synthetic.py``);
+- ``orchestration`` (only with ``--orchestration``, about 15 minutes): the Prefect flow against
+  plain ``dvc repro`` on the default pipeline (see ``bench/bench_orchestration.py``).
 
 Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
 per figure: benchmark, measured, baseline, seconds of each, ratio, target, pass, machine).
@@ -84,9 +86,18 @@ def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str
     return "\n".join(lines) + "\n" + extra
 
 
-def main(synthetic: bool = False) -> pd.DataFrame:
+def main(synthetic: bool = False, orchestration: bool = False) -> pd.DataFrame:
     where, when = machine(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    frame = pd.DataFrame(rows())
+    figures = rows()
+    if orchestration:
+        import bench_orchestration
+
+        o = bench_orchestration.main(tiny=False)
+        figures.append(dict(benchmark="orchestration", case="default pipeline from scratch", measured="Prefect flow",
+                            baseline="plain dvc repro", measured_s=o["prefect"]["wall"], baseline_s=o["dvc"]["wall"],
+                            ratio=o["ratio"], ratio_kind="slowdown", target=f"<= {bench_orchestration.TARGET}x",
+                            passed=o["ratio"] <= bench_orchestration.TARGET))
+    frame = pd.DataFrame(figures)
     frame["machine"] = where
     extra = ""
     if synthetic:
@@ -100,7 +111,8 @@ def main(synthetic: bool = False) -> pd.DataFrame:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", action="store_true", help="also run the 3-seed training comparison (~20 min)")
+    parser.add_argument("--synthetic", action="store_true", help="also run the 3-seed training comparison (~25 min)")
+    parser.add_argument("--orchestration", action="store_true", help="also time Prefect against dvc repro (~15 min)")
     args = parser.parse_args()
-    main(args.synthetic)
+    main(args.synthetic, args.orchestration)
     print((HERE / "results.md").read_text())
