@@ -23,3 +23,19 @@ def euclidean_distance(a: Tensor, b: Tensor) -> Tensor:
         (...) distances.
     """
     return torch.linalg.vector_norm(a - b, ord=2, dim=-1)
+
+
+def pairwise_euclidean_distance(a: Tensor, b: Tensor) -> Tensor:
+    """All Euclidean distances between the rows of ``a`` and of ``b`` (``torch.cdist``).
+
+    For all-pairs searches (kNN baselines): far less memory and time than broadcasting
+    :func:`euclidean_distance` over an (N, Q, D) difference.
+
+    Args:
+        a: (N, D) rows.
+        b: (Q, D) rows.
+
+    Returns:
+        (N, Q) distances.
+    """
+    return torch.cdist(a, b)

@@ -1,0 +1,323 @@
+"""ML-kNN (Zhang & Zhou, "ML-KNN: A lazy learning approach to multi-label learning", Pattern
+Recognition 40(7):2038-2048, 2007), on fixed feature vectors.
+
+Legend: N training points, Q query points, F features, M labels, K neighbours.
+
+This module also holds what the three shallow baselines share (their input checks and the
+blocked k-nearest-neighbour search), because ML-kNN is where the search belongs first.
+
+Neighbour search (``nearest_neighbours``): exact Euclidean distances by
+``retdm.distances.pairwise_euclidean_distance``, a block
+of query rows at a time, then the K smallest per row. Ties are broken by the LOWER training
+index, whatever ``torch.topk`` returns: the K-th smallest distance is found first, every
+strictly smaller distance is kept, and the equal ones are taken in index order. The neighbours
+come back sorted by (distance, index). During ``fit`` a training point is never its own
+neighbour (excluded by index, so an exact duplicate elsewhere in the set still counts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from retdm.distances import pairwise_euclidean_distance
+from retdm.errors import ConfigError, DataError
+
+TIE_BREAK = "equal distance -> lower training index first"
+_BLOCK_ELEMS = 1 << 24  # distances per cdist block (64 MiB of float32)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def check_features(X: Any, name: str = "X", width: int | None = None) -> np.ndarray:
+    """Validate a feature matrix: 2-D, float, finite, at least one row and column.
+
+    Args:
+        X: (N, F) numpy array or torch tensor of float16/32/64.
+        name: the argument name used in messages.
+        width: the F it must have (the F seen by ``fit``), or None for any.
+
+    Returns:
+        (N, F) float32 or float64 numpy array (float16 becomes float32).
+
+    Raises:
+        DataError (a ValueError): wrong shape, non-float dtype, NaN or inf.
+    """
+    arr = _numpy(X)
+    want = f"(N, {width if width is not None else 'F'})"
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0 or (width is not None and arr.shape[1] != width):
+        raise DataError(f"{name}: expected a 2-D float array of shape {want} with N >= 1, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise DataError(f"{name}: expected a float32/float64 array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32)
+    bad = ~np.isfinite(arr)  # (N, F)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataError(f"{name}: expected finite values, got {arr[r, c]!r} at row {r}, column {c}")
+    return arr
+
+
+def check_labels(Y: Any, n: int, name: str = "Y", width: int | None = None) -> np.ndarray:
+    """Validate a multi-hot label matrix with one row per feature row.
+
+    Args:
+        Y: (N, M) 0/1 values (bool, int or float; numpy array or torch tensor).
+        n: the N it must have (rows of X).
+        name: the argument name used in messages.
+        width: the M it must have, or None for any M >= 1.
+
+    Returns:
+        (N, M) uint8 numpy array.
+
+    Raises:
+        DataError (a ValueError): wrong shape or a value other than 0/1.
+    """
+    arr = _numpy(Y)
+    want = f"({n}, {width if width is not None else 'M'})"
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] == 0 or (width is not None and arr.shape[1] != width):
+        raise DataError(f"{name}: expected a 0/1 matrix of shape {want} (N from X), got shape {arr.shape}")
+    if arr.dtype != np.bool_:
+        bad = (arr != 0) & (arr != 1)  # (N, M); NaN counts as bad too
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise DataError(f"{name}: expected only 0 and 1, got {arr[r, c].item()!r} at row {r}, column {c}")
+    return arr.astype(np.uint8)
+
+
+def check_int(value: Any, name: str, low: int) -> int:
+    """An integer hyperparameter ``>= low``; ConfigError (a ValueError) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_positive(value: Any, name: str) -> float:
+    """A finite float hyperparameter ``> 0``; ConfigError (a ValueError) otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def nearest_neighbours(
+    queries: Tensor, keys: Tensor, k: int, *, exclude_self: bool = False, block_elems: int = _BLOCK_ELEMS
+) -> tuple[Tensor, Tensor]:
+    """The k nearest keys of each query by Euclidean distance, ties to the lower key index.
+
+    Args:
+        queries: (Q, F) float tensor.
+        keys: (N, F) float tensor of the same dtype.
+        k: neighbours per query, ``1 <= k <= N`` (``N - 1`` with ``exclude_self``).
+        exclude_self: queries ARE the keys (Q == N); row i never returns key i.
+        block_elems: query rows per block are ``max(1, block_elems // N)``.
+
+    Returns:
+        ``(index, distance)``: (Q, K) int64 key indices and (Q, K) distances, each row sorted
+        by (distance, index).
+    """
+    n = keys.shape[0]
+    if exclude_self and queries.shape[0] != n:
+        raise ValueError(f"exclude_self needs queries == keys, got {queries.shape[0]} queries and {n} keys")
+    if not 1 <= k <= n - int(exclude_self):
+        limit = f"{n - 1} (keys - 1, self excluded)" if exclude_self else f"{n} (keys)"
+        raise ValueError(f"expected 1 <= k <= {limit}, got k={k}")
+    rows = max(1, block_elems // n)
+    index, distance = [], []
+    for start in range(0, queries.shape[0], rows):
+        d = pairwise_euclidean_distance(queries[start:start + rows], keys)  # (B, N)
+        b = d.shape[0]
+        if exclude_self:
+            d[torch.arange(b), torch.arange(start, start + b)] = float("inf")
+        kth = d.topk(k, dim=1, largest=False, sorted=False).values.amax(dim=1, keepdim=True)  # (B, 1)
+        strict = d < kth  # (B, N) all of these are in
+        ties = d == kth  # (B, N) the first k - #strict of these, by index, are in
+        room = k - strict.sum(dim=1, keepdim=True)  # (B, 1)
+        take = strict | (ties & (ties.cumsum(dim=1) <= room))  # (B, N), exactly k per row
+        cols = take.nonzero()[:, 1].view(b, k)  # (B, K) ascending index within a row
+        dist = d.gather(1, cols)  # (B, K)
+        dist, order = dist.sort(dim=1, stable=True)  # stable: equal distances keep index order
+        index.append(cols.gather(1, order))
+        distance.append(dist)
+    return torch.cat(index), torch.cat(distance)  # (Q, K) each
+
+
+def neighbour_label_counts(Y: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """C_x(l) = Σ_{a ∈ N(x)} y_a(l): how many of x's K neighbours carry label l (paper §3).
+
+    Args:
+        Y: (N, M) uint8 training labels y_a.
+        index: (Q, K) int64 neighbour indices N(x) into Y.
+
+    Returns:
+        (Q, M) int64 counts in 0..K.
+    """
+    return Y[index].sum(axis=1, dtype=np.int64)  # (Q, K, M) -> (Q, M)
+
+
+def label_priors(Y: np.ndarray, s: float) -> np.ndarray:
+    """P(H1_l) = (s + Σ_i y_i(l)) / (2s + n): the smoothed prior that label l holds (Fig. 1).
+
+    Args:
+        Y: (N, M) uint8 training labels y_i; n = N.
+        s: smoothing s.
+
+    Returns:
+        (M,) float64 P(H1_l); P(H0_l) = 1 − P(H1_l).
+    """
+    return (s + Y.sum(axis=0, dtype=np.float64)) / (2 * s + Y.shape[0])
+
+
+def neighbour_count_likelihoods(Y: np.ndarray, counts: np.ndarray, k: int, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """P(E_j^l | H_b^l): how likely a point with (b=1) / without (b=0) label l has j of its K
+    neighbours with label l (Fig. 1).
+
+    c[j] (c'[j]) = #training points with (without) label l whose C(l) = j;
+    P(E_j|H1) = (s + c[j]) / (s(K+1) + Σ_p c[p]), P(E_j|H0) = (s + c'[j]) / (s(K+1) + Σ_p c'[p]).
+
+    Args:
+        Y: (N, M) uint8 training labels.
+        counts: (N, M) int64 C_{x_i}(l) from the training points' own neighbours (self excluded).
+        k: K.
+        s: smoothing s.
+
+    Returns:
+        ``(like1, like0)``: (K+1, M) float64 each, row j = P(E_j | H1) and P(E_j | H0).
+    """
+    m = Y.shape[1]
+    cell = (counts * m + np.arange(m)).ravel()  # (N*M,) flat index of (j, l)
+    has = Y.ravel().astype(bool)  # (N*M,)
+    c1 = np.bincount(cell[has], minlength=(k + 1) * m).reshape(k + 1, m)  # (K+1, M) c[j]
+    c0 = np.bincount(cell[~has], minlength=(k + 1) * m).reshape(k + 1, m)  # (K+1, M) c'[j]
+    like1 = (s + c1) / (s * (k + 1) + c1.sum(axis=0))  # (K+1, M)
+    like0 = (s + c0) / (s * (k + 1) + c0.sum(axis=0))  # (K+1, M)
+    return like1, like0
+
+
+def posterior(prior: np.ndarray, like1: np.ndarray, like0: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """r_t(l) = P(H1|E_C) = P(H1) P(E_C|H1) / (P(H1) P(E_C|H1) + P(H0) P(E_C|H0)), C = C_t(l)
+    (Fig. 1, the ranking step; the MAP decision y_t(l) = 1 is r_t(l) >= 0.5).
+
+    Args:
+        prior: (M,) P(H1_l).
+        like1: (K+1, M) P(E_j | H1).
+        like0: (K+1, M) P(E_j | H0).
+        counts: (Q, M) int64 C_t(l) of the queries.
+
+    Returns:
+        (Q, M) float64 posteriors in [0, 1].
+    """
+    cols = np.arange(counts.shape[1])  # (M,)
+    on = prior * like1[counts, cols]  # (Q, M) P(H1) P(E_C | H1)
+    off = (1.0 - prior) * like0[counts, cols]  # (Q, M) P(H0) P(E_C | H0)
+    return on / (on + off)  # s > 0 keeps both terms > 0
+
+
+class MLkNN:
+    """ML-kNN: per label, a MAP decision from how many of the K nearest training points carry it.
+
+    Args:
+        k: K, the neighbours (paper default 10).
+        s: smoothing s > 0 (paper default 1).
+    """
+
+    method = "mlknn"
+
+    def __init__(self, *, k: int = 10, s: float = 1.0) -> None:
+        self.k = check_int(k, "k", 1)
+        self.s = check_positive(s, "s")
+        self._fitted = False
+
+    def fit(self, X: Any, Y: Any, *, seed: int = 0) -> MLkNN:
+        """Learn the priors and count likelihoods (nothing is random; ``seed`` is for a common API).
+
+        Args:
+            X: (N, F) float features, N > k.
+            Y: (N, M) 0/1 labels.
+            seed: unused (ML-kNN is deterministic).
+
+        Returns:
+            self.
+        """
+        x = check_features(X, "X")
+        y = check_labels(Y, x.shape[0], "Y")
+        if x.shape[0] <= self.k:
+            raise DataError(f"X: expected more than k={self.k} rows (a point is not its own neighbour), "
+                            f"got {x.shape[0]}")
+        self.x_train = torch.tensor(x)  # (N, F)
+        self.y_train = y  # (N, M) uint8
+        index, _ = nearest_neighbours(self.x_train, self.x_train, self.k, exclude_self=True)  # (N, K)
+        counts = neighbour_label_counts(y, index.numpy())  # (N, M)
+        self.prior = label_priors(y, self.s)  # (M,)
+        self.like1, self.like0 = neighbour_count_likelihoods(y, counts, self.k, self.s)  # (K+1, M) each
+        self._fitted = True
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
+
+    def predict_scores(self, X: Any, *, dtype: Any = np.float32) -> np.ndarray:
+        """Posterior P(H1_l | E_{C_t(l)}) of every label for every query.
+
+        Args:
+            X: (Q, F) float features, F as in ``fit``.
+            dtype: of the result; the posterior is computed in float64 (pass np.float64 to keep it).
+
+        Returns:
+            (Q, M) ``dtype`` (float32 by default) in [0, 1].
+        """
+        self._check_fitted()
+        x = check_features(X, "X", width=self.x_train.shape[1])
+        q = torch.tensor(x, dtype=self.x_train.dtype)  # (Q, F)
+        index, _ = nearest_neighbours(q, self.x_train, self.k)  # (Q, K)
+        counts = neighbour_label_counts(self.y_train, index.numpy())  # (Q, M)
+        return posterior(self.prior, self.like1, self.like0, counts).astype(dtype)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The MAP decision y_t(l): (Q, M) bool, ``predict_scores(X) >= 0.5``."""
+        return self.predict_scores(X, dtype=np.float64) >= 0.5
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``from_state`` needs, as tensors and Python scalars (``torch.save``-able)."""
+        self._check_fitted()
+        return {
+            "method": self.method, "k": self.k, "s": self.s,
+            "x_train": self.x_train.clone(), "y_train": torch.from_numpy(self.y_train.copy()),
+            "prior": torch.from_numpy(self.prior.copy()),
+            "like1": torch.from_numpy(self.like1.copy()), "like0": torch.from_numpy(self.like0.copy()),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MLkNN:
+        """Rebuild a fitted model from ``state_dict()``.
+
+        Raises:
+            ValueError: the state is of another method or misses keys.
+        """
+        check_state(state, cls.method, ("k", "s", "x_train", "y_train", "prior", "like1", "like0"))
+        model = cls(k=state["k"], s=state["s"])
+        model.x_train = state["x_train"].clone()
+        model.y_train = state["y_train"].numpy().astype(np.uint8)
+        model.prior = state["prior"].numpy().astype(np.float64)
+        model.like1 = state["like1"].numpy().astype(np.float64)
+        model.like0 = state["like0"].numpy().astype(np.float64)
+        model._fitted = True
+        return model
+
+
+def check_state(state: Any, method: str, keys: tuple[str, ...]) -> None:
+    """A ``state_dict`` of ``method`` holding ``keys``; ValueError naming what is wrong otherwise."""
+    if not isinstance(state, dict) or state.get("method") != method:
+        got = state.get("method") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"expected the state_dict of method {method!r}, got {got!r}")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise ValueError(f"state_dict of {method!r}: expected keys {list(keys)}, missing {missing}")
