@@ -35,9 +35,9 @@ from retdm.data.table import read_label_table  # noqa: E402
 from retdm.data.transforms import TransformSpec  # noqa: E402
 from retdm.evaluate import evaluate_checkpoint, metrics_frame  # noqa: E402
 from retdm.metrics import METRIC_KEYS  # noqa: E402
-from retdm.train.checkpoint import build_model  # noqa: E402
+from retdm.train.checkpoint import build_model, file_sha256  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
-from retdm.train.run import final_checkpoint, pick_device, train_method  # noqa: E402
+from retdm.train.run import STAGE_SECTIONS, final_checkpoint, pick_device, train_method  # noqa: E402
 from retdm.train.stages import finetune  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -51,9 +51,10 @@ def bce_with_finetune_epochs(table_path: Path, run_dir: Path, cfg) -> Path:
     spec = TransformSpec(cfg0.data.image_size, cfg0.data.resize, model.backbone.mean, model.backbone.std)
     data = build_training_data(table, spec, val_fraction=cfg0.data.val_fraction, k=cfg0.loss.k, seed=cfg0.seed,
                                cache=True)
-    record = {"method": "bce+ft", "config": cfg0.to_dict(), "fingerprint": cfg0.to_dict(),
-              "label_names": list(table.label_names), "transform": spec.to_dict(), "data_sha256": "",
-              "data_path": str(table_path)}
+    full = cfg0.to_dict()
+    record = {"method": "bce+ft", "config": full, "fingerprint": {k: full[k] for k in STAGE_SECTIONS["finetune"]},
+              "label_names": list(table.label_names), "transform": spec.to_dict(),
+              "data_sha256": file_sha256(table_path), "data_path": str(table_path)}
     return finetune(model, data, cfg0, run_dir / "bce+ft", record, run_dir / "bce" / "pretrain" / "best.pt",
                     device=pick_device(cfg0.device), progress=False)
 
