@@ -68,7 +68,8 @@ def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None) 
 def comparison_markdown(table: pd.DataFrame) -> str:
     """The table in the paper's layout, one section per dataset; the best value per column in bold."""
     lines = ["# Comparison", "",
-             "Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several).", ""]
+             "Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several);"
+             " – where a method does not report the metric.", ""]
     for dataset, rows in table.groupby("dataset", sort=False):
         lines += [f"## {dataset}", "", "| method | " + " | ".join(HEADERS[m] for m in TABLE_METRICS) + " |",
                   "|---|" + "---:|" * len(TABLE_METRICS)]
@@ -77,6 +78,9 @@ def comparison_markdown(table: pd.DataFrame) -> str:
             cells = []
             for m in TABLE_METRICS:
                 value, std = getattr(row, m), getattr(row, f"{m}_std")
+                if pd.isna(value):
+                    cells.append("–")
+                    continue
                 cell = f"{value:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else "")
                 cells.append(f"**{cell}**" if value == best[m] and len(rows) > 1 else cell)
             lines.append(f"| {row.method} | " + " | ".join(cells) + " |")

@@ -20,6 +20,7 @@ import yaml
 from retdm.errors import ConfigError
 
 WAY2_MODES = ("bank", "forward")
+CLASSIFICATION_LOSSES = ("bce", "asl")
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,15 @@ class LossConfig:
     k: int = 10
     two_way: bool = True
     way2: str = "bank"            # "bank": memory of embeddings; "forward": k extra CNN forwards (exact)
+    classification: str = "bce"   # Lcls: "bce" (the paper's) or "asl" (the asl baseline)
+    center: float = 0.0           # weight of the multi-label center loss (the center_loss baseline)
 
     def validate(self) -> None:
         _require(self.k >= 1, "loss.k", self.k, ">= 1")
         _require(self.way2 in WAY2_MODES, "loss.way2", self.way2, f"one of {WAY2_MODES}")
-        for key in ("alpha", "beta", "lam"):
+        _require(self.classification in CLASSIFICATION_LOSSES, "loss.classification", self.classification,
+                 f"one of {CLASSIFICATION_LOSSES}")
+        for key in ("alpha", "beta", "lam", "center"):
             _require(getattr(self, key) >= 0, f"loss.{key}", getattr(self, key), ">= 0")
 
 

@@ -46,3 +46,11 @@ _register(Method("retdm", ("pretrain", "embed", "finetune"), "paper §III"),
           "the full method: pretrain, embed, finetune with Lcls + α(J1 + λJ2) + βJrec (paper §III)")
 _register(Method("retdm_oneway", ("pretrain", "embed", "finetune"), "paper Table V", {"two_way": False}),
           "RETDM with way 1 only, J = J1 (paper Table V)")
+# The deep baselines continue the BCE model for the finetune epochs RETDM gets, each with its own
+# loss in place of RETDM's terms: the same backbone, data, epochs and selection for every row.
+_register(Method("asl", ("pretrain", "finetune"), "Ridnik et al., ICCV 2021",
+                 {"classification": "asl", "alpha": 0.0, "beta": 0.0}),
+          "asymmetric loss (γ+ = 0, γ− = 4, clip 0.05) in place of BCE (Ridnik et al., ICCV 2021)")
+_register(Method("center_loss", ("pretrain", "finetune"), "Wen et al., ECCV 2016 (paper's CL)",
+                 {"center": 0.01, "alpha": 0.0, "beta": 0.0}),
+          "BCE + a center per label pulling each image to its positive labels' centers (paper's CL)")

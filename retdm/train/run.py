@@ -97,7 +97,7 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         if stage == "pretrain":
             best = pretrain(model, data, cfg, out, record, **kwargs)
         else:
-            prev = stage_dir(out_dir, method, STAGES[STAGES.index(stage) - 1]) / "best.pt"
+            prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
             best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
     return best
 

@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader
 
 from retdm.config import LossConfig, TrainConfig
 from retdm.errors import ConfigError, TrainingError
-from retdm.losses import classification_loss, reconstruction_loss, two_way_metric_loss
+from retdm.losses import (
+    CenterLossCenters,
+    asymmetric_loss,
+    classification_loss,
+    multilabel_center_loss,
+    reconstruction_loss,
+    two_way_metric_loss,
+)
 from retdm.models.retdm_net import RETDMNet
 from retdm.neighbours import EmbeddingBank, sample_pool_items
 from retdm.train.checkpoint import load_checkpoint
@@ -48,11 +55,13 @@ def set_trainable(model: RETDMNet, stage: str) -> list[nn.Module]:
 
 @dataclass
 class Objective:
-    """L = w_cls·Lcls + α·(J1 + λ·J2) + β·Jrec for one batch (Eq. 8, 13).
+    """L = w_cls·Lcls + α·(J1 + λ·J2) + β·Jrec (+ λc·Lcenter) for one batch (Eq. 8, 13).
 
     Way-2 images come from the pools of the neighbour label sets: their embeddings are read
     from ``bank`` (``way2="bank"``) or computed by forwarding the images (``"forward"``,
-    exact as in the paper, K extra forwards per sample).
+    exact as in the paper, K extra forwards per sample). Lcls is the paper's BCE, or ASL for
+    the ``asl`` baseline; the center loss (weight ``loss.center``) is the ``center_loss``
+    baseline's, with one learnable center per label in ``centers``.
     """
 
     model: RETDMNet
@@ -61,6 +70,13 @@ class Objective:
     w_cls: float
     bank: EmbeddingBank | None
     generator: torch.Generator
+    centers: CenterLossCenters | None = None
+
+    def classify(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Lcls: BCE (mean over labels), or ASL rescaled to the same per-label mean."""
+        if self.loss.classification == "asl":
+            return asymmetric_loss(logits, labels) / logits.shape[1]
+        return classification_loss(logits, labels)
 
     def __call__(self, batch: Batch, training: bool) -> tuple[Tensor, dict[str, float], Tensor]:
         images, labels, rows = batch
@@ -68,9 +84,13 @@ class Objective:
         total = torch.zeros((), device=images.device)
         parts: dict[str, float] = {}
         if self.w_cls:
-            cls = classification_loss(logits, labels)
+            cls = self.classify(logits, labels)
             total = total + self.w_cls * cls
             parts["cls"] = cls.item()
+        if self.loss.center and self.centers is not None:
+            center = multilabel_center_loss(f_img, labels, self.centers.centers)
+            total = total + self.loss.center * center
+            parts["center"] = center.item()
         if self.loss.alpha or self.loss.beta:
             f_lbl = self.model.label_net(labels)  # (B, D)
             if self.loss.alpha:
@@ -142,10 +162,14 @@ def finetune(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
 
 
 def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init, device, progress, on_epoch_end):
-    needs_bank = cfg.loss.two_way and cfg.loss.way2 == "bank"
+    needs_bank = cfg.loss.alpha > 0 and cfg.loss.two_way and cfg.loss.way2 == "bank"
     bank = EmbeddingBank(len(data.fit), cfg.model.embed_dim, device=device) if needs_bank else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    objective = Objective(model, data, cfg.loss, w_cls, bank, gen)
+    centers = None
+    if cfg.loss.center and stage == "finetune":
+        centers = CenterLossCenters(data.num_labels, cfg.model.embed_dim, seed=cfg.seed).to(device)
+        trainable = [*trainable, centers]
+    objective = Objective(model, data, cfg.loss, w_cls, bank, gen, centers)
     return _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end,
                 bank=bank, init=init)
 
@@ -161,6 +185,8 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
             fill_bank(model, data, bank, cfg.data.batch_size, device)
 
     extra = {"bank": bank} if bank is not None else {}
+    if objective.centers is not None:
+        extra["centers"] = objective.centers
     if objective.loss.two_way and objective.loss.alpha:
         extra["pool_generator"] = GeneratorState(objective.generator)
     run = StageRun(

@@ -116,3 +116,27 @@ def test_identical_runs_write_byte_identical_outputs(tiny_table, tiny_cfg, tmp_p
     for file in ("best.pt", "last.pt", "epochs.csv"):
         assert file_sha256(tmp_path / "a/bce/pretrain" / file) == file_sha256(tmp_path / "b/bce/pretrain" / file), file
     assert pd.read_csv(tmp_path / "a/bce/pretrain/timing.csv")["epoch"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("method, term", [("asl", "cls"), ("center_loss", "center")])
+def test_deep_baselines_continue_the_bce_model_with_their_own_loss(tiny_table, tiny_cfg, tmp_path, method, term):
+    best = train_method(tiny_table, tmp_path, tiny_cfg, method, progress=False)
+    assert best == tmp_path / method / "finetune" / "best.pt" and (tmp_path / "bce/pretrain/best.pt").is_file()
+    history = pd.read_csv(tmp_path / method / "finetune/epochs.csv")
+    assert f"train_{term}" in history and "train_metric" not in history and "train_rec" not in history
+    ckpt = load_checkpoint(best)
+    assert ckpt["config"]["loss"]["alpha"] == 0.0
+    if method == "center_loss":
+        centers = ckpt["extra"]["centers"]["centers"]
+        assert centers.shape == (10, tiny_cfg.model.embed_dim)
+
+
+def test_asl_is_bce_scaled_when_it_has_no_focusing_or_clip():
+    from retdm.config import LossConfig
+    from retdm.losses import asymmetric_loss, classification_loss
+
+    logits, labels = torch.randn(8, 5, dtype=torch.float64), (torch.rand(8, 5) > 0.5).double()
+    objective = Objective(None, None, LossConfig(classification="asl"), 1.0, None, torch.Generator())
+    assert torch.allclose(objective.classify(logits, labels), asymmetric_loss(logits, labels) / 5)
+    assert torch.allclose(asymmetric_loss(logits, labels, gamma_neg=0.0, clip=0.0) / 5,
+                          classification_loss(logits, labels))
