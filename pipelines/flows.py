@@ -8,6 +8,12 @@ independent stages (e.g. ``embed`` of two methods) run in parallel; ``--wait-for
 the short moments when two of them touch ``dvc.lock``. A failed stage is retried (transient
 failures), then fails the flow and everything downstream of it.
 
+How many stages run at once follows from ``train.threads`` in params.yaml: the cores divided by
+the threads each stage's torch uses (0: all of them, so one stage at a time). Running more
+would only make the stages fight over the cores, and the threads cannot be lowered behind the
+user's back: the last bits of a trained model depend on them, and ``dvc.lock`` must end as
+after ``dvc repro``. On 16 cores, ``train: {threads: 4}`` runs four stages at once.
+
 Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--profile cpu]``;
 a deployment with a nightly schedule is declared in ``infra/prefect.yaml``.
 """
@@ -29,10 +35,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params
+from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params, train_config
 from retdm.errors import ConfigError
 
-MAX_PARALLEL = 2
 TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
                  "one_error", "coverage")
 
@@ -77,6 +82,13 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
             needed.add(name)
             todo.extend(graph[name])
     return [name for name in graph if name in needed]
+
+
+def parallel_stages(params: dict[str, Any], cores: int | None = None) -> int:
+    """How many stages may run at once: the cores over the torch threads of one stage."""
+    cores = cores or os.cpu_count() or 1
+    threads = max(train_config(params, m).threads or cores for m in params["methods"])
+    return max(1, cores // threads)
 
 
 class StageInputError(RuntimeError):
@@ -130,7 +142,7 @@ def publish(root: Path) -> None:
                              description="reports/comparison.md")
 
 
-@flow(name="reproduce", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)
+@flow(name="reproduce", task_runner=ThreadPoolTaskRunner(), log_prints=True)
 def reproduce(datasets: list[str] | None = None, methods: list[str] | None = None, profile: str | None = None,
               root: str = ".") -> list[dict[str, Any]]:
     """Reproduce the comparison table: the DVC stages for ``datasets`` × ``methods``.
@@ -159,9 +171,14 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
             raise ConfigError(f"{params_path}: could not set profile to {profile!r}; edit it by hand")
     graph = stage_graph(root_path)
     stages = select(graph, params, datasets, methods)
+    lanes = parallel_stages(params)
+    logger.info(f"{len(stages)} stages, at most {lanes} at once")
     futures: dict[str, PrefectFuture] = {}
-    for name in stages:  # upstream first, so every dependency is already submitted
-        futures[name] = run_stage.submit(name, str(root_path), wait_for=[futures[d] for d in graph[name] if d in futures])
+    for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
+        after = [futures[d] for d in graph[name] if d in futures]
+        if i >= lanes:  # round-robin lanes: a stage also waits for the one submitted `lanes` earlier
+            after.append(futures[stages[i - lanes]])
+        futures[name] = run_stage.submit(name, str(root_path), wait_for=after)
     done = [futures[name].result() for name in stages]
     if "compare" in stages:
         publish(root_path)

@@ -111,6 +111,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"          # "auto": cuda if available, else cpu
     amp: bool = True              # mixed precision on CUDA only; ignored on CPU
+    threads: int = 0              # CPU threads of torch (0: its default, all cores); the last bits of the
+                                  # results depend on it, so the pipeline fixes it per stage
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -123,6 +125,7 @@ class TrainConfig:
         self.data.validate()
         self.model.validate()
         self.loss.validate()
+        _require(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         for name in ("pretrain", "embed", "finetune"):
             getattr(self, name).validate(name)
         return self

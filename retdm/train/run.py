@@ -8,8 +8,10 @@ holds ``best.pt``, ``last.pt`` and ``epochs.csv``. Re-running resumes, and a fin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,18 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` CPU threads in torch (0: leave the current setting)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
@@ -90,14 +104,15 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
                        "tied_sets": int(data.neighbours.tied_sets), "tie_break": data.neighbours.tie_break},
     }
     best = None
-    for stage in stages:
-        record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
-        out = stage_dir(out_dir, method, stage)
-        kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
-        if stage == "pretrain":
-            best = pretrain(model, data, cfg, out, record, **kwargs)
-        else:
-            prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
-            best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
+    with torch_threads(cfg.threads):
+        for stage in stages:
+            record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
+            out = stage_dir(out_dir, method, stage)
+            kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
+            if stage == "pretrain":
+                best = pretrain(model, data, cfg, out, record, **kwargs)
+            else:
+                prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
+                best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
     return best
 

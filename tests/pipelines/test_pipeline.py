@@ -16,7 +16,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
+TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
 METHODS = ["bce", "retdm", "retdm_oneway"]
 
@@ -180,3 +180,13 @@ def test_only_failures_on_bad_input_are_not_retried():
 
     assert retry_transient(None, None, Failed(data=RuntimeError("worker killed"))) is True
     assert retry_transient(None, None, Failed(data=StageInputError("error: bad labels"))) is False
+
+
+def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
+    from pipelines.flows import parallel_stages
+
+    params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}}}
+    assert parallel_stages(params, cores=16) == 4 and parallel_stages(params, cores=2) == 1
+    params["methods"]["retdm"] = {"threads": 8}  # the hungriest method sets the pace
+    assert parallel_stages(params, cores=16) == 2
+    assert parallel_stages({**params, "train": {}, "methods": {"bce": {}}}, cores=16) == 1  # 0: all cores each

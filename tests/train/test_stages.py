@@ -1,5 +1,7 @@
 """Training stages: what each one trains, resume, and a NaN loss."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -140,3 +142,13 @@ def test_asl_is_bce_scaled_when_it_has_no_focusing_or_clip():
     assert torch.allclose(objective.classify(logits, labels), asymmetric_loss(logits, labels) / 5)
     assert torch.allclose(asymmetric_loss(logits, labels, gamma_neg=0.0, clip=0.0) / 5,
                           classification_loss(logits, labels))
+
+
+def test_the_thread_count_is_recorded_and_restored(tiny_table, tiny_cfg, tmp_path):
+    before = torch.get_num_threads()
+    cfg = dataclasses.replace(tiny_cfg, threads=1)
+    during = []
+    best = train_method(tiny_table, tmp_path, cfg, "bce", progress=False,
+                        on_epoch_end=lambda stage, epoch: during.append(torch.get_num_threads()))
+    assert during == [1, 1] and torch.get_num_threads() == before
+    assert load_checkpoint(best)["config"]["threads"] == 1
