@@ -37,7 +37,8 @@ from retdm.evaluate import evaluate_checkpoint, metrics_frame  # noqa: E402
 from retdm.metrics import METRIC_KEYS  # noqa: E402
 from retdm.train.checkpoint import build_model, file_sha256  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
-from retdm.train.run import STAGE_SECTIONS, final_checkpoint, pick_device, train_method  # noqa: E402
+from retdm.train.hardware import pick_device  # noqa: E402
+from retdm.train.run import STAGE_SECTIONS, final_checkpoint, train_method  # noqa: E402
 from retdm.train.stages import finetune  # noqa: E402
 
 OUT = ROOT / "bench" / "out"

@@ -75,7 +75,7 @@ def rows() -> list[dict]:
 
 
 def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str:
-    lines = [f"# Benchmarks", "", f"Machine: {where}  ", f"Run: {when}", "",
+    lines = ["# Benchmarks", "", f"Machine: {where}  ", f"Run: {when}", "",
              "| benchmark | case | measured | baseline | measured s | baseline s | ratio | target | pass |",
              "|---|---|---|---|---:|---:|---:|---|---|"]
     for r in frame.itertuples():

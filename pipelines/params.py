@@ -7,6 +7,9 @@ The paths here and in ``dvc.yaml`` are the same layout, per dataset ``<ds>``::
     reports/validation/<ds>.{json,html}    validate: Great Expectations report
     runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
     runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
+    runs/<ds>/<method>/finetune/           finetune_baseline (deep baselines)
+    runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
+    runs/<ds>/<method>/fit/                fit (feature methods)
     results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
     results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
 """
@@ -27,8 +30,12 @@ import yaml
 
 from retdm.config import TrainConfig, load_config
 from retdm.errors import ConfigError, RetdmError
+from retdm.methods import FEATURE_STAGES, FEATURES_FILE, METHODS
 
 PARAMS_FILE = Path("params.yaml")
+# The params.yaml groups whose methods dvc.yaml trains with one kind of stage each.
+METHOD_GROUPS = {"retdm_variants": ("pretrain", "embed", "finetune"), "deep_baselines": ("pretrain", "finetune"),
+                 "feature_methods": FEATURE_STAGES}
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
@@ -37,11 +44,25 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
     params = yaml.safe_load(path.read_text()) or {}
-    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", "retdm_variants", "evaluate")
+    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS, "evaluate")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
+    check_method_groups(params, path)
     return params
+
+
+def check_method_groups(params: dict[str, Any], path: Path) -> None:
+    """Every method of ``methods`` is in the group of its kind (the stages that train it in
+    ``dvc.yaml``), and every group member is a listed method."""
+    for name in params["methods"]:
+        METHODS.get(name)  # an unknown method lists the valid ones
+    for group, stages in METHOD_GROUPS.items():
+        listed = params[group] or []
+        want = [m for m in params["methods"] if METHODS.get(m).stages == stages]
+        if sorted(listed) != sorted(want):
+            raise ConfigError(f"{path}: {group} is {listed}, but the methods trained by its stages "
+                              f"({' → '.join(stages)}) are {want}; list exactly those")
 
 
 def dataset_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
@@ -101,6 +122,10 @@ class Layout:
     @property
     def runs(self) -> Path:
         return self.root / "runs" / self.dataset
+
+    @property
+    def features(self) -> Path:
+        return self.runs / "bce" / "features" / FEATURES_FILE
 
     def evaluation(self, method: str) -> Path:
         return self.root / "results" / "evaluations" / self.dataset / method

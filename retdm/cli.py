@@ -108,13 +108,15 @@ def resolve_config(profile: str, overrides: tuple[str, ...], seed: int | None):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run directory; re-running resumes and skips finished stages.")
 @click.option("--method", "-m", default="retdm", show_default=True, help="Method to train (see `retdm methods`).")
-@click.option("--stage", type=click.Choice(["all", "pretrain", "embed", "finetune"]), default="all", show_default=True,
-              help="One stage, or all the method's stages in order.")
+@click.option("--stage", type=click.Choice(["all", "pretrain", "embed", "finetune", "features", "fit"]), default="all",
+              show_default=True, help="One stage, or all the method's stages in order.")
 @config_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(table: Path, out: Path, method: str, stage: str, profile: str, overrides: tuple[str, ...],
           seed: int | None, quiet: bool) -> None:
-    """Train a method: pretrain (BCE), embed (label net), finetune (everything)."""
+    """Train a method: the network stages pretrain (BCE), embed (label net), finetune
+    (everything); a feature method (mlknn, lmmo_knn, mlspl, c2ae) runs pretrain, then features
+    (the BCE backbone's embeddings of every image) and fit (its estimator on them)."""
     from retdm.train.run import train_method
 
     cfg = resolve_config(profile, overrides, seed)
@@ -217,7 +219,8 @@ def lineage(result: Path, lock: Path, as_json: bool) -> None:
     the validation report, the checkpoint and its sha256, the params and the code revision.
     RESULT is results/comparison.parquet, results/metrics.parquet or one evaluation's file.
     """
-    from retdm.lineage import format_lineage, lineage as trace
+    from retdm.lineage import format_lineage
+    from retdm.lineage import lineage as trace
 
     frame = trace(result, lock)
     click.echo(frame.to_json(orient="records", indent=2) if as_json else format_lineage(frame))

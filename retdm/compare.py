@@ -3,14 +3,21 @@
 Input is the long-form metrics of :func:`retdm.evaluate.metrics_frame` (one file per dataset ×
 method, as the pipeline's ``evaluate`` stage writes them). Several seeds of a method are
 averaged, and their standard deviation and count are kept beside the mean.
+
+Beside our rows stand the paper's (Tables II-V, shipped as ``retdm/reference/paper_tables.csv``;
+see :func:`paper_table`), marked ``source == "paper"``. A paper row whose printed F1 cannot be
+the harmonic mean of its own printed P and R is flagged (:func:`f1_consistent`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from retdm.data.table import atomic_write
@@ -27,6 +34,30 @@ HEADERS = {"CP": "C-P", "CR": "C-R", "CF1": "C-F1", "OP": "O-P", "OR": "O-R", "O
            "hamming_loss": "Hamming ↓", "ranking_loss": "Ranking ↓", "one_error": "One-error ↓",
            "coverage": "Coverage ↓", "average_precision": "AP", "mAP": "mAP"}
 LONG_COLUMNS = ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
+
+# Our method name → the paper's. `asl` and `mlknn` have no paper row; the paper's CNN-RNN,
+# CNN-Softmax and CNN-WARP (coco, cited from the CNN-RNN paper) have no method of ours.
+PAPER_METHODS = {"bce": "BCE", "retdm": "RETDM", "retdm_oneway": "RETDM (one-way)", "center_loss": "CL",
+                 "c2ae": "C2AE", "lmmo_knn": "LMMO-kNN", "mlspl": "MLSPL"}
+NO_PAPER_ROW = ("asl", "mlknn")  # registered methods the paper does not report
+# Our metric key → the paper's name. mAP is not in the paper.
+PAPER_METRICS = {"CP": "C-P", "CR": "C-R", "CF1": "C-F1", "OP": "O-P", "OR": "O-R", "OF1": "O-F1",
+                 "hamming_loss": "hamming_loss", "ranking_loss": "ranking_loss", "one_error": "one_error",
+                 "coverage": "coverage", "average_precision": "average_precision"}
+PAPER_TABLES = ("II", "III", "IV", "V")  # in print order; an earlier table wins a repeated row
+REFERENCE_COLUMNS = ["table", "dataset", "method", "metric", "value", "note"]
+F1_PARTS = {"CF1": ("CP", "CR"), "OF1": ("OP", "OR")}  # F1 → (precision, recall)
+F1_DECIMALS = 3  # the paper prints P, R and F1 with 3 decimals, the other metrics with 4
+PRF_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")  # printed with F1_DECIMALS
+PAPER_MARK, FLAG_MARK = " (paper)", " ⚠"
+INTRO = ("Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several);"
+         " – where a method does not report the metric.")
+PAPER_NOTE = ("Rows marked (paper) are as printed in the paper (Tables II-IV; coco's one-way RETDM from Table V),"
+              f" with P, R and F1 to {F1_DECIMALS} decimals; the paper reports no mAP. Bold marks our best.")
+FLAG_NOTE = (f"{FLAG_MARK.strip()} The paper's F1 in the marked cell is not the harmonic mean 2PR/(P+R) of its"
+             f" own printed P and R, even allowing every printed value ±{0.5 * 10 ** -F1_DECIMALS:g} of rounding;"
+             " it is shown as printed.")
+_EPS = 1e-9  # float slack on the rounding bounds, so a value exactly on a bound passes
 
 
 def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
@@ -65,43 +96,189 @@ def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None) 
     return table.sort_values(["dataset", "_order", "method"]).drop(columns="_order").reset_index(drop=True)
 
 
+def reference_csv() -> Any:
+    """The shipped reference file ``retdm/reference/paper_tables.csv`` (an importlib Traversable)."""
+    return files("retdm.reference") / "paper_tables.csv"
+
+
+def read_reference() -> pd.DataFrame:
+    """The paper's printed results in long form (``REFERENCE_COLUMNS``), as shipped.
+
+    Raises:
+        DataError: the file lacks a column, or names a table or metric this module does not know.
+    """
+    with reference_csv().open("rb") as handle:
+        long = pd.read_csv(handle, dtype={"table": str})
+    missing = [c for c in REFERENCE_COLUMNS if c not in long.columns]
+    if missing:
+        raise DataError(f"paper_tables.csv: missing column(s) {missing}; expected {REFERENCE_COLUMNS}")
+    for column, known in (("table", PAPER_TABLES), ("metric", tuple(PAPER_METRICS.values()))):
+        unknown = sorted(set(long[column]) - set(known))
+        if unknown:
+            raise DataError(f"paper_tables.csv: unknown {column}(s) {unknown}; expected one of {list(known)}")
+    return long
+
+
+def paper_table() -> pd.DataFrame:
+    """The paper's results in the layout of :func:`comparison_table`: one row per (dataset, method).
+
+    Methods carry our names where ``PAPER_METHODS`` maps them (``CNN-RNN`` etc. keep the paper's);
+    metrics carry our keys, ``mAP`` is NaN (the paper does not report it); ``source`` is "paper".
+    Rows keep the paper's order. coco is in both Table IV (the comparison) and Table V (the
+    ablation, which repeats Table IV's RETDM row and adds RETDM (one-way)): a (dataset, method)
+    is taken whole from the first table that prints it, so RETDM comes from Table IV and
+    RETDM (one-way) from Table V.
+    """
+    long = read_reference()
+    rank = long["table"].map(PAPER_TABLES.index)
+    long = long[rank == rank.groupby([long["dataset"], long["method"]]).transform("min")]
+    keys = long[["dataset", "method"]].drop_duplicates()
+    wide = long.pivot(index=["dataset", "method"], columns="metric", values="value")
+    wide = wide.rename(columns={v: k for k, v in PAPER_METRICS.items()}).reindex(columns=list(TABLE_METRICS))
+    table = keys.merge(wide.reset_index(), on=["dataset", "method"], how="left")
+    ours = {v: k for k, v in PAPER_METHODS.items()}
+    table["method"] = table["method"].map(lambda m: ours.get(m, m))
+    table["source"] = "paper"
+    table.columns.name = None
+    return table.reset_index(drop=True)
+
+
+def harmonic_mean(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """F1 = 2PR / (P + R), elementwise; 0 where P + R = 0."""
+    p, r = np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    return np.divide(2 * p * r, p + r, out=np.zeros(np.broadcast(p, r).shape), where=(p + r) != 0)
+
+
+def f1_mismatch(table: pd.DataFrame, decimals: int = F1_DECIMALS) -> pd.DataFrame:
+    """Per row, whether ``CF1`` (``OF1``) cannot be the harmonic mean of ``CP``, ``CR`` (``OP``, ``OR``)
+    once every printed value is allowed its rounding error.
+
+    Each value printed with ``decimals`` decimals lies within δ = ½·10^-decimals of the true one.
+    H(P, R) = 2PR/(P+R) rises in both P and R, so over the box P ± δ, R ± δ it spans exactly
+    [H(P−δ, R−δ), H(P+δ, R+δ)]. A row is consistent when [F−δ, F+δ] meets that span. To first
+    order the span is H(P, R) ± δ(∂H/∂P + ∂H/∂R) = H(P, R) ± δ·2(P² + R²)/(P + R)², with
+    ∂H/∂P = 2R²/(P+R)², ∂H/∂R = 2P²/(P+R)², and 2(P² + R²)/(P + R)² lies in [1, 2], so
+    the test reads |F − H(P, R)| ≤ δ·(1 + 2(P² + R²)/(P + R)²) ≤ 3δ = 0.0015 for 3 decimals
+    (0.001 when P = R). A missing value (NaN) never mismatches.
+
+    Args:
+        table: columns ``CP, CR, CF1, OP, OR, OF1`` (others ignored), N rows.
+        decimals: decimals the values were printed with.
+
+    Returns:
+        (N, 2) bool frame, columns ``CF1`` and ``OF1``, on ``table``'s index.
+    """
+    half = 0.5 * 10.0 ** -decimals
+    out = {}
+    for f1, (p, r) in F1_PARTS.items():
+        pv, rv, fv = (table[c].to_numpy(dtype=np.float64) for c in (p, r, f1))  # (N,) each
+        low = harmonic_mean(np.maximum(pv - half, 0.0), np.maximum(rv - half, 0.0))
+        high = harmonic_mean(pv + half, rv + half)
+        out[f1] = (fv + half < low - _EPS) | (fv - half > high + _EPS)  # NaN compares False
+    return pd.DataFrame(out, index=table.index)
+
+
+def f1_consistent(table: pd.DataFrame, decimals: int = F1_DECIMALS) -> pd.Series:
+    """True for a row whose C-F1 and O-F1 both agree with its own P and R within the rounding of
+    ``decimals`` printed decimals (tolerance derived in :func:`f1_mismatch`)."""
+    return ~f1_mismatch(table, decimals).any(axis=1)
+
+
+def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Our rows with the paper's beside them, for the datasets in ``ours`` that the paper reports.
+
+    Per dataset: each of our rows, followed by the paper's row of the same method; then the
+    paper's other methods in the paper's order. Adds ``source`` ("ours" / "paper") and
+    ``f1_flag`` (``not f1_consistent``, paper rows only: our CF1 is the harmonic mean per seed
+    by definition, and a mean over seeds is not the harmonic mean of the mean P and R).
+    ``seeds`` becomes nullable (``<NA>`` on paper rows).
+    """
+    ours = ours.reset_index(drop=True).assign(source="ours", f1_flag=False)
+    paper = paper[paper["dataset"].isin(set(ours["dataset"]))].reset_index(drop=True)
+    paper = paper.assign(f1_flag=~f1_consistent(paper))
+    slot = {(d, m): 2 * i for i, (d, m) in enumerate(zip(ours["dataset"], ours["method"]))}
+    position = {d: i for i, d in enumerate(ours["dataset"].unique())}
+    ours["_slot"] = range(0, 2 * len(ours), 2)
+    paper["_slot"] = [slot.get((d, m), 2 * len(ours) + i) + 1
+                      for i, (d, m) in enumerate(zip(paper["dataset"], paper["method"]))]
+    table = pd.concat([ours, paper], ignore_index=True)
+    table["_position"] = table["dataset"].map(position)
+    table = table.sort_values(["_position", "_slot"], kind="stable").drop(columns=["_position", "_slot"])
+    if "seeds" in table:
+        table["seeds"] = table["seeds"].astype("Int64")
+    return table[list(ours.columns.drop("_slot"))].reset_index(drop=True)
+
+
+def _format(value: float, std: float, decimals: int) -> str:
+    """One cell: the value, ± its std when there is one, – when missing."""
+    if pd.isna(value):
+        return "–"
+    return f"{value:.{decimals}f}" + (f" ± {std:.{decimals}f}" if pd.notna(std) else "")
+
+
+def _method_cell(method: str, paper: bool, flagged: bool) -> str:
+    return method + (PAPER_MARK if paper else "") + (FLAG_MARK if flagged else "")
+
+
+def _section(dataset: str, rows: pd.DataFrame, paper_datasets: set[str]) -> list[str]:
+    """The markdown of one dataset: heading, note, table."""
+    lines = [f"## {dataset}", ""]
+    if dataset not in paper_datasets:
+        lines += ["The paper does not report this dataset.", ""]
+    lines += ["| method | " + " | ".join(HEADERS[m] for m in TABLE_METRICS) + " |",
+              "|---|" + "---:|" * len(TABLE_METRICS)]
+    ours = rows[rows["source"] == "ours"]
+    best = {m: (ours[m].min() if m in LOWER_IS_BETTER else ours[m].max()) for m in TABLE_METRICS}
+    mismatch = f1_mismatch(rows)
+    for index, row in rows.iterrows():
+        paper, flagged = row["source"] == "paper", bool(row["f1_flag"])
+        cells = []
+        for m in TABLE_METRICS:
+            decimals = F1_DECIMALS if paper and m in PRF_METRICS else 4
+            cell = _format(row[m], row.get(f"{m}_std", np.nan), decimals)
+            if not paper and len(ours) > 1 and row[m] == best[m]:
+                cell = f"**{cell}**"
+            if flagged and m in F1_PARTS and mismatch.at[index, m]:
+                cell += FLAG_MARK
+            cells.append(cell)
+        lines.append(f"| {_method_cell(row['method'], paper, flagged)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def comparison_markdown(table: pd.DataFrame) -> str:
-    """The table in the paper's layout, one section per dataset; the best value per column in bold."""
-    lines = ["# Comparison", "",
-             "Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several);"
-             " – where a method does not report the metric.", ""]
+    """The table in the paper's layout, one section per dataset. The best value per column among
+    our rows is bold; the paper's rows are marked "(paper)", and ⚠ marks a paper row (and its
+    cell) whose F1 is not the harmonic mean of its P and R, explained in a footnote."""
+    table = table.assign(source=table.get("source", "ours"), f1_flag=table.get("f1_flag", False))
+    lines = ["# Comparison", "", INTRO, ""]
+    if (table["source"] == "paper").any():
+        lines += [PAPER_NOTE, ""]
+    paper_datasets = set(read_reference()["dataset"])
     for dataset, rows in table.groupby("dataset", sort=False):
-        lines += [f"## {dataset}", "", "| method | " + " | ".join(HEADERS[m] for m in TABLE_METRICS) + " |",
-                  "|---|" + "---:|" * len(TABLE_METRICS)]
-        best = {m: (rows[m].min() if m in LOWER_IS_BETTER else rows[m].max()) for m in TABLE_METRICS}
-        for row in rows.itertuples(index=False):
-            cells = []
-            for m in TABLE_METRICS:
-                value, std = getattr(row, m), getattr(row, f"{m}_std")
-                if pd.isna(value):
-                    cells.append("–")
-                    continue
-                cell = f"{value:.4f}" + (f" ± {std:.4f}" if pd.notna(std) else "")
-                cells.append(f"**{cell}**" if value == best[m] and len(rows) > 1 else cell)
-            lines.append(f"| {row.method} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _section(dataset, rows, paper_datasets)
+    if table["f1_flag"].any():
+        lines += [FLAG_NOTE, ""]
     return "\n".join(lines)
 
 
 def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLike,
             comparison_out: str | os.PathLike, markdown_out: str | os.PathLike, *,
             method_order: list[str] | None = None, extra: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Gather the per-method metrics into ``metrics_out`` (long form), ``comparison_out`` (wide)
-    and ``markdown_out``. Both Parquet files record, per input file, its sha256 and its own
-    provenance (checkpoint, data, config), plus the code revision and ``extra``.
+    """Gather the per-method metrics into ``metrics_out`` (long form, ours only),
+    ``comparison_out`` (wide, with the paper's rows beside ours: see :func:`with_paper`) and
+    ``markdown_out``. Both Parquet files record, per input file, its sha256 and its own
+    provenance (checkpoint, data, config), plus the reference file's sha256, the code revision
+    and ``extra``.
 
     Returns:
         The comparison table.
     """
     long = read_metrics(metrics_paths)
-    table = comparison_table(long, method_order)
+    table = with_paper(comparison_table(long, method_order), paper_table())
     inputs = {str(p): {"sha256": file_sha256(p), "provenance": read_provenance(p)} for p in metrics_paths}
-    info = {"inputs": inputs, "code_revision": code_revision(), **(extra or {})}
+    reference = {"file": "retdm/reference/paper_tables.csv",
+                 "sha256": hashlib.sha256(reference_csv().read_bytes()).hexdigest()}
+    info = {"inputs": inputs, "paper_reference": reference, "code_revision": code_revision(), **(extra or {})}
     write_parquet(long, metrics_out, info)
     write_parquet(table, comparison_out, info)
     text = comparison_markdown(table)

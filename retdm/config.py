@@ -120,11 +120,13 @@ class TrainConfig:
     pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=12))
     embed: StageConfig = field(default_factory=lambda: StageConfig(epochs=4))
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=6))
+    estimator: dict[str, Any] = field(default_factory=dict)  # a feature method's options, e.g. {k: 10}
 
     def validate(self) -> "TrainConfig":
         self.data.validate()
         self.model.validate()
         self.loss.validate()
+        _require(isinstance(self.estimator, dict), "estimator", self.estimator, "a mapping of options")
         _require(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         for name in ("pretrain", "embed", "finetune"):
             getattr(self, name).validate(name)

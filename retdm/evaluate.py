@@ -15,68 +15,25 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from retdm import __version__
 from retdm.data.dataset import LabelTableDataset
-from retdm.data.table import FEATURE_PREFIX, LabelTable, atomic_write, read_label_table, write_label_table
+from retdm.data.table import LabelTable, atomic_write, read_label_table
 from retdm.data.transforms import TestTransform
 from retdm.errors import DataError
+from retdm.methods import METHODS
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
 from retdm.models.retdm_net import RETDMNet
 from retdm.revision import code_revision
 from retdm.train.checkpoint import file_sha256, load_model
-from retdm.train.run import final_checkpoint, pick_device
-
-
-@torch.no_grad()
-def forward_images(model: RETDMNet, dataset: LabelTableDataset, *, batch_size: int = 128,
-                   device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item, in dataset order.
-
-    Returns:
-        (N, D) float32 image embeddings and (N, M) float32 scores.
-    """
-    device = device or torch.device("cpu")
-    model.eval().to(device)
-    embeddings, scores = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for images, _, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        f_img, logits = model(images.to(device))  # (B, D), (B, M)
-        embeddings.append(f_img.float().cpu())
-        scores.append(torch.sigmoid(logits.float()).cpu())
-    return torch.cat(embeddings).numpy(), torch.cat(scores).numpy()
+from retdm.train.features import estimator_scores, forward_images
+from retdm.train.hardware import pick_device
+from retdm.train.run import final_checkpoint
 
 
 def predict_scores(model: RETDMNet, dataset: LabelTableDataset, **kwargs: Any) -> np.ndarray:
     """σ(Φcls(Φcnn(image))) for every item: (N, M) float32 scores in dataset order."""
     return forward_images(model, dataset, **kwargs)[1]
-
-
-def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,
-                    batch_size: int = 128, device: str = "auto", progress: bool = False) -> LabelTable:
-    """The backbone embeddings Φcnn(image) of every item (test transform) as a feature label table.
-
-    The shallow baselines (``retdm.shallow``) learn on these, so they share the trained
-    backbone's representation. ``out`` is a label table with ``feat_0 … feat_{D-1}`` in place of
-    ``path``, the same ``image_id``, ``split`` and labels, and the checkpoint in its source.
-    """
-    model, spec, names, _ = load_model(checkpoint)
-    table = read_label_table(table_path, expect_labels=names)
-    feats, _ = forward_images(model, LabelTableDataset(table, TestTransform(spec)), batch_size=batch_size,
-                              device=pick_device(device), progress=progress)
-    frame = pd.DataFrame(feats, columns=[f"{FEATURE_PREFIX}{i}" for i in range(feats.shape[1])])
-    frame.insert(0, "image_id", table.frame["image_id"].to_numpy())
-    frame["split"] = table.frame["split"].to_numpy()
-    for name in names:
-        frame[name] = table.frame[name].to_numpy()
-    source = json.dumps({"features_of": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
-                         "table": str(table_path), "table_sha256": file_sha256(table_path)})
-    features = LabelTable(frame, names, Path(out).parent, table.name, source)
-    write_label_table(features, out)
-    return features
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
@@ -165,7 +122,15 @@ def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | 
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no trained model for method {method!r}; train it first "
                         f"(retdm train --method {method})")
-    metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold)
+    if METHODS.get(method).estimator is None:
+        metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold)
+    else:  # a feature method: its scores come from the feature table it was fitted on
+        scores, part, record = estimator_scores(checkpoint)
+        expected = read_label_table(table_path).split("test")
+        if not np.array_equal(part.frame["image_id"].to_numpy(), expected.frame["image_id"].to_numpy()):
+            raise DataError(f"{record['data_path']}: its test images differ from those of {table_path}; "
+                            f"re-run the features stage")
+        metrics = evaluate(part.labels(), scores, threshold=threshold)
     info = {**provenance(checkpoint, record, "test", threshold), **(extra or {})}
     frame = metrics_frame(metrics, dataset=part.name, method=method, seed=record["config"]["seed"])
     write_parquet(predictions_frame(part, scores), predictions_out, info)

@@ -1,7 +1,9 @@
 """The method registry: what each method trains and how it differs from RETDM.
 
 Every method trains through the same trainer, data and metric code. A method names the stages
-it runs and its overrides of the ``loss`` config section.
+it runs and its overrides of the ``loss`` config section. Feature methods (``estimator`` set)
+run ``pretrain`` (shared), ``features`` (the BCE backbone's embeddings of every image, shared)
+and ``fit`` (their estimator from ``retdm.shallow`` on those features).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retdm.registry import Registry
+
+FEATURE_STAGES = ("pretrain", "features", "fit")
+FEATURES_FILE = "features.parquet"  # what the features stage writes into its directory
 
 
 @dataclass(frozen=True)
@@ -21,16 +26,25 @@ class Method:
         stages: training stages it runs, in order (see ``retdm.train.stages``).
         source: where it comes from.
         loss: overrides of the ``loss`` config section (e.g. ``{"two_way": False}``).
+        estimator: for a feature method, the name of its ``retdm.shallow`` class (options
+            from ``TrainConfig.estimator``).
     """
 
     name: str
     stages: tuple[str, ...]
     source: str
     loss: dict[str, Any] = field(default_factory=dict)
+    estimator: str | None = None
 
     @property
     def final_stage(self) -> str:
         return self.stages[-1]
+
+    def estimator_class(self) -> type:
+        """The ``retdm.shallow`` class of a feature method (imported here: it needs torch)."""
+        import retdm.shallow
+
+        return getattr(retdm.shallow, self.estimator)
 
 
 METHODS: Registry[Method] = Registry("method")
@@ -54,3 +68,13 @@ _register(Method("asl", ("pretrain", "finetune"), "Ridnik et al., ICCV 2021",
 _register(Method("center_loss", ("pretrain", "finetune"), "Wen et al., ECCV 2016 (paper's CL)",
                  {"center": 0.01, "alpha": 0.0, "beta": 0.0}),
           "BCE + a center per label pulling each image to its positive labels' centers (paper's CL)")
+# The feature methods learn on the BCE backbone's embeddings: the same representation, split
+# and labels as the deep rows. Each estimator's module states where it deviates from its paper.
+_register(Method("mlknn", FEATURE_STAGES, "Zhang & Zhou, Pattern Recognition 2007", estimator="MLkNN"),
+          "ML-kNN on the BCE backbone's features: k = 10, s = 1, maximum a posteriori per label")
+_register(Method("lmmo_knn", FEATURE_STAGES, "Liu & Tsang, AAAI 2015 (our reimplementation)", estimator="LMMOkNN"),
+          "large-margin multi-output metric + kNN vote on the BCE backbone's features (paper's LMMO-kNN)")
+_register(Method("mlspl", FEATURE_STAGES, "Li et al., IEEE TNNLS 2018 (our reimplementation)", estimator="MLSPL"),
+          "self-paced multi-label learning on the BCE backbone's features (paper's MLSPL)")
+_register(Method("c2ae", FEATURE_STAGES, "Yeh et al., AAAI 2017 (our reimplementation)", estimator="C2AE"),
+          "canonical correlated autoencoder on the BCE backbone's features (paper's C2AE)")

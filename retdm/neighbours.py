@@ -20,13 +20,13 @@ Q query label vectors, E (item, label) entries.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from retdm.errors import ConfigError, DataError
+from retdm.train.hardware import torch_threads
 
 TIE_BREAK = ("equal Hamming distance -> lower index in `sets` (lexicographic order of the label "
              "vector) first")
@@ -149,23 +149,9 @@ def _block_top(qa: torch.Tensor, sb: torch.Tensor, blocks, kk: int, budget: int)
             yield ridx_t[real], val[real].to(torch.int64)  # (R,), (R, kk')
 
 
-@contextmanager
-def _single_thread():
-    """Run torch on one intra-op thread, restoring the caller's setting afterwards.
-
-    Measured on the 2 shared cores at MS-COCO size, while another process kept both busy: the
-    search took 10-16 s on two threads against 2.4 s on one (every op of a 2-thread team waits
-    for its descheduled thread). The result never depends on the thread count.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@_single_thread()
+# One thread: measured on the 2 shared cores at MS-COCO size, while another process kept both
+# busy, the search took 10-16 s on two threads against 2.4 s on one. Its result never depends on it.
+@torch_threads(1)
 def _nearest_keys(queries: np.ndarray, sets: np.ndarray, k: int, radius: int | None,
                   chunk_size: int | None) -> torch.Tensor:
     """(Q, K+1) int64 smallest keys ``distance * S + j`` over sets j != query; (M+1) S = none."""

@@ -10,7 +10,8 @@ import pytest
 from retdm.compare import HEADERS, TABLE_METRICS, comparison_markdown, comparison_table
 from retdm.data.table import read_label_table
 from retdm.errors import DataError
-from retdm.evaluate import evaluate_method, export_features, metrics_frame
+from retdm.evaluate import evaluate_method, metrics_frame
+from retdm.train.features import export_features
 
 
 @pytest.fixture

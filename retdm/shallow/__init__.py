@@ -7,10 +7,12 @@ labels, and offers ``fit(X, Y, *, seed=0) -> self``, ``predict_scores(X) -> (N, 
 - ``MLkNN``: ML-kNN (Zhang & Zhou 2007), exact.
 - ``LMMOkNN``: large-margin metric learning + kNN (Liu & Tsang, AAAI 2015), our reimplementation.
 - ``MLSPL``: self-paced multi-label learning (Li et al., IEEE TNNLS 2018), our reimplementation.
+- ``C2AE``: canonical-correlated autoencoder (Yeh et al., AAAI 2017), our reimplementation.
 """
 
+from retdm.shallow.c2ae import C2AE
 from retdm.shallow.lmmo_knn import LMMOkNN
 from retdm.shallow.mlknn import MLkNN
 from retdm.shallow.mlspl import MLSPL
 
-__all__ = ["LMMOkNN", "MLSPL", "MLkNN"]
+__all__ = ["C2AE", "MLSPL", "LMMOkNN", "MLkNN"]

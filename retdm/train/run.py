@@ -1,17 +1,16 @@
 """Train a registered method on a label table: the stages it needs, shared where they agree.
 
 Layout under ``out_dir``: ``<method>/<stage>/``, except that ``pretrain`` always lives in
-``bce/pretrain/``: it is the BCE baseline, and every RETDM variant starts from it. So a method's
-models are all under ``out_dir/<method>`` but for the shared pretrain stage. Each stage directory
-holds ``best.pt``, ``last.pt`` and ``epochs.csv``. Re-running resumes, and a finished stage is not trained again.
+``bce/pretrain/``: it is the BCE baseline, and every other method starts from it. The feature
+methods' ``features`` stage (the BCE backbone's embeddings) is shared the same way, in
+``bce/features/``. A network stage's directory holds ``best.pt``, ``last.pt`` and ``epochs.csv``;
+re-running resumes, and a finished stage is not trained again. A ``fit`` stage holds ``best.pt``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,15 @@ from retdm.config import TrainConfig
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError
-from retdm.methods import METHODS, Method
+from retdm.methods import FEATURES_FILE, METHODS, Method
 from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model, file_sha256
 from retdm.train.data import build_training_data
-from retdm.train.stages import STAGES, embed, finetune, pretrain
+from retdm.train.features import export_features, fit_estimator
+from retdm.train.hardware import pick_device, torch_threads
+from retdm.train.stages import embed, finetune, pretrain
 
+SHARED_STAGES = ("pretrain", "features")
 STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune}
 # The config sections each stage's result depends on; a resumed stage must agree on them.
 STAGE_SECTIONS = {
@@ -37,33 +39,15 @@ STAGE_SECTIONS = {
 }
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run with ``threads`` CPU threads in torch (0: leave the current setting)."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
     """``cfg`` with the method's loss overrides applied."""
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **method.loss)).validate()
 
 
 def stage_dir(out_dir: Path, method: str, stage: str) -> Path:
-    """Where a method's stage writes: ``pretrain`` is the ``bce`` model, shared by all methods."""
-    return Path(out_dir) / ("bce" if stage == "pretrain" else method) / stage
+    """Where a method's stage writes: ``pretrain`` is the ``bce`` model and ``features`` its
+    embeddings, both shared by every method."""
+    return Path(out_dir) / ("bce" if stage in SHARED_STAGES else method) / stage
 
 
 def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:
@@ -88,6 +72,26 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     if unknown:
         raise ConfigError(f"method {method!r} has stages {spec.stages}; it has no stage {unknown[0]!r}")
     out_dir = Path(out_dir)
+    best = None
+    with torch_threads(cfg.threads):
+        network = tuple(s for s in stages if s in STAGE_FUNCTIONS)
+        if network:
+            best = train_network(table_path, out_dir, cfg, method, network, progress=progress,
+                                 on_epoch_end=on_epoch_end)
+        if "features" in stages:
+            best = stage_dir(out_dir, method, "features") / FEATURES_FILE
+            export_features(stage_dir(out_dir, method, "pretrain") / "best.pt", table_path, best,
+                            device=cfg.device, progress=progress)
+        if "fit" in stages:
+            best = fit_estimator(stage_dir(out_dir, method, "features") / FEATURES_FILE,
+                                 stage_dir(out_dir, method, "fit"), method, cfg.estimator, cfg.seed, cfg.to_dict())
+    return best
+
+
+def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig, method: str,
+                  stages: tuple[str, ...], *, progress: bool, on_epoch_end) -> Path:
+    """The network stages (pretrain, embed, finetune) of ``train_method``; ``cfg`` is resolved."""
+    spec = METHODS.get(method)
     table = read_label_table(table_path)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -104,15 +108,14 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
                        "tied_sets": int(data.neighbours.tied_sets), "tie_break": data.neighbours.tie_break},
     }
     best = None
-    with torch_threads(cfg.threads):
-        for stage in stages:
-            record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
-            out = stage_dir(out_dir, method, stage)
-            kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
-            if stage == "pretrain":
-                best = pretrain(model, data, cfg, out, record, **kwargs)
-            else:
-                prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
-                best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
+    for stage in stages:
+        record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
+        out = stage_dir(out_dir, method, stage)
+        kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
+        if stage == "pretrain":
+            best = pretrain(model, data, cfg, out, record, **kwargs)
+        else:
+            prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
+            best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)
     return best
 

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
-METHODS = ["bce", "retdm", "retdm_oneway"]
+# One method of each kind, so every kind of stage runs: embed → finetune, finetune_baseline,
+# features → fit (tests/test_methods.py trains every method).
+METHODS = ["bce", "retdm", "retdm_oneway", "asl", "mlknn"]
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +55,8 @@ def origin(tmp_path_factory) -> Path:
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, repo / rel)
     set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
-                        "validate.tolerance": 0.05, "train": TINY})
+                        "validate.tolerance": 0.05, "train": TINY, "methods": {m: {} for m in METHODS},
+                        "deep_baselines": ["asl"], "feature_methods": ["mlknn"]})
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.email=ci@retdm", "-c", "user.name=ci", "commit", "-qm", "tiny")
@@ -79,7 +82,7 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
     assert table["mAP"].between(0, 1).all() and (table["seeds"] == 1).all()
     long = pd.read_parquet(repro / "results/metrics.parquet")
     assert list(long.columns) == ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
-    assert len(long) == 3 * 13 and long.loc[long["metric"] == "coverage", "lower_is_better"].all()
+    assert len(long) == len(METHODS) * 13 and long.loc[long["metric"] == "coverage", "lower_is_better"].all()
     for method in METHODS:  # the comparison is exactly the per-method evaluations
         one = pd.read_parquet(repro / f"results/evaluations/synthetic/{method}/metrics.parquet").set_index("metric")
         assert table.set_index("method").loc[method, "CF1"] == one.loc["CF1", "value"]
@@ -87,7 +90,7 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
         assert len(preds) == 32 and preds.shape[1] == 11
     meta = json.loads(pq.read_schema(repro / "results/comparison.parquet").metadata[b"retdm"])
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
-    assert meta["code_revision"] == head and len(meta["inputs"]) == 3
+    assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS)
     assert "## synthetic" in (repro / "reports/comparison.md").read_text()
     report = json.loads((repro / "reports/validation/synthetic.json").read_text())
     assert report["success"] and (repro / "reports/validation/synthetic.html").is_file()
@@ -123,6 +126,12 @@ def test_changing_one_method_reruns_only_that_method_and_compare(repro):
     finally:
         sh(repro, "git", "checkout", "params.yaml")
     assert changed == {"embed@synthetic-retdm_oneway", "finetune@synthetic-retdm_oneway", "compare"}
+    set_params(repro, **{"methods.mlknn": {"estimator": {"k": 5}}})
+    try:
+        changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
+    finally:
+        sh(repro, "git", "checkout", "params.yaml")
+    assert changed == {"fit@synthetic-mlknn", "compare"}
 
 
 def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
@@ -165,7 +174,8 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
                 artifacts = {a.key: a for a in client.read_artifacts()}
     finally:
         os.environ["PATH"] = path
-    assert [r["stage"] for r in ran][-1] == "compare" and len(ran) == 12 and all(r["ran"] for r in ran)
+    stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
+    assert [r["stage"] for r in ran][-1] == "compare" and len(ran) == len(stages) == 17 and all(r["ran"] for r in ran)
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)

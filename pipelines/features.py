@@ -1,0 +1,20 @@
+"""Stage ``features@<dataset>``: the pretrain (BCE) backbone's embedding of every image →
+``runs/<dataset>/bce/features/features.parquet``, the feature table the shallow methods fit on.
+
+Usage: ``python -m pipelines.features DATASET``.
+"""
+
+from __future__ import annotations
+
+from pipelines.params import Layout, stage_main
+from retdm.train.features import export_features
+
+
+def main(dataset: str) -> None:
+    """python -m pipelines.features DATASET: export the BCE backbone's features of every image."""
+    layout = Layout(dataset)
+    export_features(layout.runs / "bce" / "pretrain" / "best.pt", layout.table, layout.features)
+
+
+if __name__ == "__main__":
+    stage_main(main)

@@ -1,0 +1,146 @@
+"""The feature methods' two stages: ``features`` (export) and ``fit`` (a shallow estimator).
+
+Legend: N images, D embedding width, M labels.
+
+``features`` runs the trained BCE backbone (the ``pretrain`` stage) over every image with the
+test transform and writes Φcnn(image) as a feature label table (``feat_0 … feat_{D-1}`` in place
+of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the training rows of that
+table. So the shallow baselines share the deep methods' backbone, split and labels, and differ
+only in what they learn on top. They use every training row: they select nothing on a
+validation part (their hyper-parameters are fixed), unlike the deep stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from retdm import __version__
+from retdm.data.dataset import LabelTableDataset
+from retdm.data.table import (
+    FEATURE_PREFIX,
+    LabelTable,
+    read_label_table,
+    write_label_table,
+)
+from retdm.data.transforms import TestTransform
+from retdm.errors import ConfigError, DataError
+from retdm.methods import METHODS
+from retdm.models.retdm_net import RETDMNet
+from retdm.revision import code_revision
+from retdm.train.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
+from retdm.train.hardware import pick_device, torch_threads
+
+
+@torch.no_grad()
+def forward_images(model: RETDMNet, dataset: LabelTableDataset, *, batch_size: int = 128,
+                   device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item, in dataset order.
+
+    Returns:
+        (N, D) float32 image embeddings and (N, M) float32 scores.
+    """
+    device = device or torch.device("cpu")
+    model.eval().to(device)
+    embeddings, scores = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for images, _, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        f_img, logits = model(images.to(device))  # (B, D), (B, M)
+        embeddings.append(f_img.float().cpu())
+        scores.append(torch.sigmoid(logits.float()).cpu())
+    return torch.cat(embeddings).numpy(), torch.cat(scores).numpy()
+
+
+def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,
+                    batch_size: int = 128, device: str = "auto", progress: bool = False) -> LabelTable:
+    """The backbone embeddings Φcnn(image) of every item (test transform) as a feature label table.
+
+    ``out`` has ``feat_0 … feat_{D-1}`` in place of ``path``, the same ``image_id``, ``split``
+    and labels, and the checkpoint and table hashes in its source.
+    """
+    model, spec, names, _ = load_model(checkpoint)
+    table = read_label_table(table_path, expect_labels=names)
+    feats, _ = forward_images(model, LabelTableDataset(table, TestTransform(spec)), batch_size=batch_size,
+                              device=pick_device(device), progress=progress)  # (N, D)
+    frame = pd.DataFrame(feats, columns=[f"{FEATURE_PREFIX}{i}" for i in range(feats.shape[1])])
+    frame.insert(0, "image_id", table.frame["image_id"].to_numpy())
+    frame["split"] = table.frame["split"].to_numpy()
+    for name in names:
+        frame[name] = table.frame[name].to_numpy()
+    source = json.dumps({"features_of": str(checkpoint), "checkpoint_sha256": file_sha256(checkpoint),
+                         "table": str(table_path), "table_sha256": file_sha256(table_path)})
+    features = LabelTable(frame, names, Path(out).parent, table.name, source)
+    write_label_table(features, out)
+    return features
+
+
+def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, method: str,
+                  options: dict[str, Any], seed: int, config: dict[str, Any] | None = None) -> Path:
+    """Fit ``method``'s estimator on the training rows of a feature table; write ``best.pt``.
+
+    Args:
+        features_path: a feature label table (``export_features``).
+        out_dir: where ``best.pt`` goes.
+        method: a registered feature method (one with an ``estimator``).
+        options: keyword arguments of the estimator (``TrainConfig.estimator``).
+        seed: the estimator's seed.
+        config: the resolved training config, recorded for provenance.
+
+    Returns:
+        The checkpoint path.
+    """
+    spec = METHODS.get(method)
+    if spec.estimator is None:
+        raise ConfigError(f"method {method!r} trains a network, not an estimator on features")
+    table = read_label_table(features_path)
+    if not table.feature_columns:
+        raise DataError(f"{features_path}: no {FEATURE_PREFIX}* columns; export the features first")
+    train = table.split("train")
+    try:
+        estimator = spec.estimator_class()(**options)
+    except TypeError as err:
+        raise ConfigError(f"estimator options {options} of method {method!r}: {err}") from None
+    with torch_threads(1):  # small tensors: see torch_threads; also the same bits on every machine
+        estimator.fit(train.frame[train.feature_columns].to_numpy(np.float32), train.labels(), seed=seed)
+    best = Path(out_dir) / "best.pt"
+    save_checkpoint(best, {
+        "method": method, "stage": "fit", "estimator": estimator.state_dict(), "options": dict(options),
+        "config": config, "seed": seed, "label_names": list(table.label_names), "dataset": table.name,
+        "data_path": str(features_path), "data_sha256": file_sha256(features_path), "num_fit": len(train.frame),
+        "retdm_version": __version__, "code_revision": code_revision(),
+    })
+    return best
+
+
+def estimator_scores(checkpoint: str | os.PathLike, split: str = "test") -> tuple[np.ndarray, LabelTable, dict]:
+    """Scores of a fitted estimator on ``split`` of the feature table it was fitted on.
+
+    Returns:
+        (N, M) float32 scores, that part of the feature table, and the checkpoint record.
+
+    Raises:
+        DataError: the feature table changed since the fit.
+    """
+    record = load_checkpoint(checkpoint)
+    features = record["data_path"]
+    if not Path(features).is_file() or file_sha256(features) != record["data_sha256"]:
+        raise DataError(f"{features}: missing or changed since {checkpoint} was fitted on it; "
+                        f"re-run the features and fit stages")
+    estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
+    part = read_label_table(features).split(split)
+    with torch_threads(1):
+        scores = estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))  # (N, M)
+    return scores, part, record

@@ -1,0 +1,126 @@
+"""The paper's reference tables, the F1 consistency flag and the comparison beside the paper."""
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import retdm.compare as cmp
+from retdm.evaluate import metrics_frame, write_parquet
+from retdm.methods import METHODS
+
+CITED = {"CNN-Softmax", "CNN-RNN", "CNN-WARP"}  # Table IV cites their P/R/F1 only
+
+
+def f1_row(cp, cr, cf1, op=0.5, orr=0.5, of1=0.5):
+    return {"CP": cp, "CR": cr, "CF1": cf1, "OP": op, "OR": orr, "OF1": of1}
+
+
+def test_reference_csv_holds_every_table_with_its_11_metrics():
+    long = cmp.read_reference()
+    assert set(zip(long["table"], long["dataset"])) == {("II", "scene"), ("III", "mirflickr"), ("IV", "coco"),
+                                                         ("V", "coco")}
+    assert set(long["metric"]) == set(cmp.PAPER_METRICS.values()) and len(cmp.PAPER_METRICS) == 11
+    counts = long.groupby(["table", "dataset", "method"])["metric"].nunique()
+    for (_, _, method), n in counts.items():
+        assert n == (6 if method in CITED else 11), method
+    assert not long.duplicated(["table", "dataset", "method", "metric"]).any()
+
+
+def test_reference_csv_is_declared_package_data():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "reference/*.csv" in pyproject["tool"]["setuptools"]["package-data"]["retdm"]
+
+
+def test_every_registered_method_is_mapped_to_the_paper_or_declared_absent():
+    registered = set(METHODS.names())
+    assert registered <= set(cmp.PAPER_METHODS) | set(cmp.NO_PAPER_ROW), registered - set(cmp.PAPER_METHODS)
+    assert set(cmp.PAPER_METHODS) <= registered
+    assert set(cmp.PAPER_METHODS.values()) <= set(cmp.read_reference()["method"])
+    assert set(cmp.PAPER_METRICS) <= set(cmp.TABLE_METRICS)
+
+
+def test_paper_table_takes_each_coco_method_once_in_our_names():
+    paper = cmp.paper_table()
+    assert not paper.duplicated(["dataset", "method"]).any() and (paper["source"] == "paper").all()
+    coco = paper[paper["dataset"] == "coco"].set_index("method")
+    assert {"retdm", "retdm_oneway", "bce", "CNN-RNN"} <= set(coco.index)
+    assert coco.loc["retdm", "CF1"] == 0.655 and coco.loc["retdm_oneway", "coverage"] == 30.9184
+    assert paper["mAP"].isna().all() and pd.isna(coco.loc["CNN-RNN", "coverage"])
+
+
+def test_f1_flag_on_hand_made_rows_and_the_rounding_tolerance():
+    frame = pd.DataFrame([f1_row(0.8, 0.6, 0.686),  # H = 0.685714, prints as 0.686
+                          f1_row(0.8, 0.6, 0.700),
+                          f1_row(0.5, 0.5, 0.501),  # P = R: H spans P ± δ, so |F - P| ≤ 2δ = 0.001 passes
+                          f1_row(0.5, 0.5, 0.5011),
+                          f1_row(0.5, 0.5, 0.5, 0.5, 0.5, 0.49),  # O-F1 alone
+                          f1_row(0.0, 0.0, 0.0)])
+    assert cmp.f1_consistent(frame).tolist() == [True, False, True, False, False, True]
+
+
+def test_f1_flag_on_the_papers_own_rows():
+    paper = cmp.paper_table().set_index(["dataset", "method"])
+    # scene BCE: O-F1 printed 0.883, but 2·0.906·0.869/(0.906+0.869) = 0.8871 (C-F1 0.883 is fine).
+    # scene LMMO-kNN: 2·0.412·0.705/1.117 = 0.5201 against 0.613 printed.
+    # coco RETDM: 2·0.799·0.555/1.354 = 0.6550 and 2·0.819·0.611/1.430 = 0.6999, printed 0.655 / 0.700.
+    rows = paper.loc[[("scene", "bce"), ("scene", "lmmo_knn"), ("coco", "retdm")], list(cmp.PRF_METRICS)]
+    assert cmp.f1_consistent(rows).tolist() == [False, False, True]
+    flagged = set(paper.index[~cmp.f1_consistent(paper)])
+    assert flagged == {(d, m) for d in ("scene", "mirflickr", "coco") for m in ("lmmo_knn", "mlspl", "c2ae")} | {
+        ("scene", "center_loss"), ("mirflickr", "center_loss"), ("scene", "bce"), ("coco", "CNN-WARP")}
+
+
+def scene_metrics(tmp_path, methods=("bce", "retdm", "asl")):
+    """One metrics file per (dataset, method), values below the paper's so 'best' is tested."""
+    paths = []
+    for dataset in ("scene", "synthetic"):
+        for method in methods:
+            values = dict(f1_row(0.5, 0.5, 0.5, 0.5, 0.5, 0.5), hamming_loss=0.9, coverage=5.0, mAP=0.5)
+            if method == "retdm":
+                values["CF1"] = 0.6
+            path = tmp_path / f"{dataset}-{method}.parquet"
+            write_parquet(metrics_frame(values, dataset=dataset, method=method, seed=0), path, {})
+            paths.append(path)
+    return paths
+
+
+def test_compare_puts_the_papers_row_right_after_ours(tmp_path):
+    out = tmp_path / "out"
+    table = cmp.compare(scene_metrics(tmp_path), out / "metrics.parquet", out / "comparison.parquet",
+                    out / "comparison.md", method_order=["bce", "retdm", "asl"])
+    scene = table[table["dataset"] == "scene"]
+    assert list(zip(scene["method"], scene["source"]))[:5] == [
+        ("bce", "ours"), ("bce", "paper"), ("retdm", "ours"), ("retdm", "paper"), ("asl", "ours")]
+    assert set(scene["method"].iloc[5:]) == {"lmmo_knn", "mlspl", "center_loss", "c2ae"}
+    assert set(table["dataset"]) == {"scene", "synthetic"}  # no coco rows without ours
+    assert (table.loc[table["dataset"] == "synthetic", "source"] == "ours").all()
+    written = pd.read_parquet(out / "comparison.parquet")
+    assert {"source", "f1_flag", "seeds", "CF1_std"} <= set(written.columns)
+    assert written["f1_flag"].dtype == bool and not written.loc[written["source"] == "ours", "f1_flag"].any()
+    assert written.loc[written["source"] == "paper", "seeds"].isna().all()
+    assert (pd.read_parquet(out / "metrics.parquet")["dataset"].isin({"scene", "synthetic"})).all()
+
+
+def test_markdown_marks_paper_rows_flags_and_bolds_only_ours(tmp_path):
+    long = pd.concat([pd.read_parquet(p) for p in scene_metrics(tmp_path)])
+    text = cmp.comparison_markdown(cmp.with_paper(cmp.comparison_table(long, ["bce", "retdm", "asl"]), cmp.paper_table()))
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "retdm (paper)" in lines and "bce (paper) ⚠" in lines and "lmmo_knn (paper) ⚠" in lines
+    assert "| 0.883 ⚠ |" in lines["bce (paper) ⚠"]  # its O-F1, not its consistent C-F1
+    assert cmp.FLAG_NOTE in text and text.count(cmp.FLAG_NOTE) == 1
+    assert not any("**" in line for name, line in lines.items() if "(paper)" in name)
+    assert "**0.6000**" in lines["retdm"]  # best C-F1 among ours, though the paper's is higher
+    synthetic = text.split("## synthetic")[1]
+    assert synthetic.lstrip().startswith("The paper does not report this dataset.")
+    assert "The paper does not report" not in text.split("## synthetic")[0]
+
+
+@pytest.mark.parametrize("flagged", [False, True])
+def test_footnote_only_when_a_row_is_flagged(flagged):
+    long = metrics_frame({"CF1": 0.5}, dataset="coco", method="retdm" if not flagged else "c2ae", seed=0)
+    paper = cmp.paper_table()
+    paper = paper[paper["method"] == ("retdm" if not flagged else "c2ae")]
+    text = cmp.comparison_markdown(cmp.with_paper(cmp.comparison_table(long), paper))
+    assert (cmp.FLAG_NOTE in text) is flagged
