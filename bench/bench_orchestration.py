@@ -29,12 +29,14 @@ from pathlib import Path
 
 import yaml
 
+from retdm.methods import METHODS
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
-NAMES = {"download": "download@{0}", "split": "split@{0}", "validate": "validate@{0}", "evaluate": "evaluate@{0}-{1}",
-         "compare": "compare"}
+NAMES = {"download": "download@{0}", "split": "split@{0}", "validate": "validate@{0}", "features": "features@{0}",
+         "evaluate": "evaluate@{0}-{1}", "compare": "compare"}
 TARGET = 1.2
 
 
@@ -43,7 +45,11 @@ def stage_name(record: dict) -> str:
     args = record["args"]
     if record["entry"] == "train":
         dataset, method, stage = args
-        return f"pretrain@{dataset}" if stage == "pretrain" else f"{stage}@{dataset}-{method}"
+        if stage == "pretrain":
+            return f"pretrain@{dataset}"
+        if stage == "finetune" and "embed" not in METHODS.get(method).stages:
+            return f"finetune_baseline@{dataset}-{method}"
+        return f"{stage}@{dataset}-{method}"
     return NAMES[record["entry"]].format(*args)
 
 

@@ -30,7 +30,7 @@ def test_listings():
 
 def test_unknown_names_list_the_valid_ones(tiny_table, tmp_path):
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--method", "retdn")
-    assert code == 1 and "unknown method 'retdn'" in err and "bce, center_loss, retdm, retdm_oneway" in err
+    assert code == 1 and "unknown method 'retdn'" in err and "bce, c2ae, center_loss, lmmo_knn, mlknn, mlspl, retdm, retdm_oneway" in err
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--set", "model.backbone=vgg61")
     assert code == 1 and "unknown backbone 'vgg61'" in err and "small_cnn" in err
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--profile", "gpu")
