@@ -35,7 +35,8 @@ from retdm.data.table import read_label_table  # noqa: E402
 from retdm.data.transforms import TransformSpec  # noqa: E402
 from retdm.evaluate import evaluate_checkpoint, metrics_frame  # noqa: E402
 from retdm.metrics import METRIC_KEYS  # noqa: E402
-from retdm.train.checkpoint import build_model, file_sha256  # noqa: E402
+from retdm.provenance import file_sha256  # noqa: E402
+from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
 from retdm.train.hardware import pick_device  # noqa: E402
 from retdm.train.run import STAGE_SECTIONS, final_checkpoint, train_method  # noqa: E402

@@ -140,8 +140,9 @@ def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], check
     """Compute the 12 metrics (paper's 11 plus mAP) of trained models and print them as a table."""
     import pandas as pd
 
-    from retdm.evaluate import evaluate_checkpoint, metrics_frame, predictions_frame, provenance, write_parquet
+    from retdm.evaluate import evaluate_checkpoint, metrics_frame, predictions_frame, provenance
     from retdm.metrics import METRIC_KEYS
+    from retdm.provenance import write_parquet
     from retdm.train.run import final_checkpoint
 
     if checkpoint is not None:
@@ -181,7 +182,8 @@ def predict(checkpoint: Path, images: Path, out: Path, threshold: float) -> None
     from retdm.data.table import LabelTable
     from retdm.data.transforms import TestTransform
     from retdm.errors import DataError
-    from retdm.evaluate import predict_scores, provenance, write_parquet
+    from retdm.evaluate import predict_scores, provenance
+    from retdm.provenance import write_parquet
     from retdm.train.checkpoint import load_model
 
     model, spec, names, record = load_model(checkpoint)

@@ -22,10 +22,9 @@ import pandas as pd
 
 from retdm.data.table import atomic_write
 from retdm.errors import DataError
-from retdm.evaluate import read_provenance, write_parquet
 from retdm.metrics import LOWER_IS_BETTER
+from retdm.provenance import file_sha256, read_provenance, write_parquet
 from retdm.revision import code_revision
-from retdm.train.checkpoint import file_sha256
 
 # The paper's column order (Tables II-IV), plus mAP.
 TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",

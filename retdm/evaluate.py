@@ -6,26 +6,23 @@ form (dataset, method, seed, metric, value, lower_is_better), predictions as ima
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from retdm import __version__
 from retdm.data.dataset import LabelTableDataset
-from retdm.data.table import LabelTable, atomic_write, read_label_table
+from retdm.data.table import LabelTable, read_label_table
 from retdm.data.transforms import TestTransform
 from retdm.errors import DataError
 from retdm.methods import METHODS
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
 from retdm.models.retdm_net import RETDMNet
+from retdm.provenance import file_sha256, write_parquet
 from retdm.revision import code_revision
-from retdm.train.checkpoint import file_sha256, load_model
+from retdm.train.checkpoint import load_model
 from retdm.train.features import estimator_scores, forward_images
 from retdm.train.hardware import pick_device
 from retdm.train.run import final_checkpoint
@@ -74,15 +71,6 @@ def predictions_frame(part: LabelTable, scores: np.ndarray) -> pd.DataFrame:
     return frame
 
 
-def write_parquet(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any]) -> Path:
-    """Write ``frame`` atomically with ``provenance`` (JSON) in the file metadata under ``retdm``."""
-    path = Path(path)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = {**(table.schema.metadata or {}), b"retdm": json.dumps(provenance, default=str).encode()}
-    atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(meta), tmp))
-    return path
-
-
 def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str, threshold: float) -> dict[str, Any]:
     """What produced a result: checkpoint hash, data hash, config, code version, split, threshold."""
     return {
@@ -93,12 +81,6 @@ def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str
         "split": split, "threshold": threshold, "retdm_version": __version__,
         "code_revision": code_revision(), "trained_code_revision": record.get("code_revision"),
     }
-
-
-def read_provenance(path: str | os.PathLike) -> dict[str, Any]:
-    """The provenance :func:`write_parquet` recorded in a Parquet file (``{}`` when there is none)."""
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[b"retdm"]) if b"retdm" in meta else {}
 
 
 def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | os.PathLike,

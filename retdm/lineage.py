@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from retdm.errors import DataError
-from retdm.evaluate import read_provenance
+from retdm.provenance import read_provenance
 
 FIELDS = ("dataset", "method", "source", "source_hash", "split_table", "split_hash", "validation_report",
           "validation_hash", "checkpoint", "checkpoint_sha256", "params", "code_revision", "trained_code_revision")
@@ -72,8 +72,10 @@ def lineage(result: str | os.PathLike, lock_path: str | os.PathLike = "dvc.lock"
         split_table, split_hash = _out(lock, f"split@{dataset}", "split.parquet")
         report, report_hash = _out(lock, f"validate@{dataset}", ".json")
         source_path, source_hash = _out(lock, raw)
-        stage_params = {**_params(lock, raw), **_params(lock, f"pretrain@{dataset}"),
-                        **_params(lock, f"finetune@{dataset}-{method}"), **_params(lock, f"evaluate@{dataset}-{method}")}
+        stage_params = {**_params(lock, raw), **_params(lock, f"pretrain@{dataset}")}
+        for stage in lock:  # the method's own stages: embed, finetune, finetune_baseline, fit, evaluate
+            if stage.endswith(f"@{dataset}-{method}"):
+                stage_params.update(_params(lock, stage))
         rows.append({
             "dataset": dataset, "method": method,
             "source": json.dumps(_params(lock, raw).get(f"datasets.{dataset}")) if raw in lock else rec.get("data_path"),
@@ -88,9 +90,13 @@ def lineage(result: str | os.PathLike, lock_path: str | os.PathLike = "dvc.lock"
 
 
 def _dataset_of(record: dict[str, Any]) -> str | None:
-    """The dataset name of a provenance record: ``data/<dataset>/…`` in the pipeline's layout."""
-    parts = Path(record.get("data_path") or "").parts
-    return parts[parts.index("data") + 1] if "data" in parts[:-1] else None
+    """The dataset name of a provenance record in the pipeline's layout: ``data/<dataset>/…``, or
+    ``runs/<dataset>/…`` for a feature method (fitted on the features the pipeline exported)."""
+    parts = Path(record.get("data_path") or "").parts[:-1]
+    for top in ("data", "runs"):
+        if top in parts and parts.index(top) + 1 < len(parts):
+            return parts[parts.index(top) + 1]
+    return None
 
 
 def format_lineage(frame: pd.DataFrame) -> str:

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 import retdm.compare as cmp
-from retdm.evaluate import metrics_frame, write_parquet
+from retdm.evaluate import metrics_frame
 from retdm.methods import METHODS
+from retdm.provenance import write_parquet
 
 CITED = {"CNN-Softmax", "CNN-RNN", "CNN-WARP"}  # Table IV cites their P/R/F1 only
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from retdm.neighbours import (EmbeddingBank, LabelNeighbours, label_neighbours, query_neighbours,
-                              sample_pool_items)
+from retdm.neighbours import EmbeddingBank, LabelNeighbours, label_neighbours, query_neighbours, sample_pool_items
 
 
 def brute_force(labels: np.ndarray, k: int, queries: np.ndarray | None = None):

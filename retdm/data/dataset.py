@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from retdm.data.table import LabelTable

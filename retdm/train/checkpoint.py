@@ -7,7 +7,6 @@ the hash of the label table it was trained on. Files are written atomically.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,6 @@ from retdm.models.backbones import build_backbone
 from retdm.models.retdm_net import RETDMNet
 
 FORMAT = "retdm-checkpoint-1"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -25,23 +25,14 @@ from tqdm.auto import tqdm
 
 from retdm import __version__
 from retdm.data.dataset import LabelTableDataset
-from retdm.data.table import (
-    FEATURE_PREFIX,
-    LabelTable,
-    read_label_table,
-    write_label_table,
-)
+from retdm.data.table import FEATURE_PREFIX, LabelTable, read_label_table, write_label_table
 from retdm.data.transforms import TestTransform
 from retdm.errors import ConfigError, DataError
 from retdm.methods import METHODS
 from retdm.models.retdm_net import RETDMNet
+from retdm.provenance import file_sha256
 from retdm.revision import code_revision
-from retdm.train.checkpoint import (
-    file_sha256,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
+from retdm.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from retdm.train.hardware import pick_device, torch_threads
 
 

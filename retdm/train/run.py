@@ -22,8 +22,9 @@ from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError
 from retdm.methods import FEATURES_FILE, METHODS, Method
+from retdm.provenance import file_sha256
 from retdm.revision import code_revision
-from retdm.train.checkpoint import build_model, file_sha256
+from retdm.train.checkpoint import build_model
 from retdm.train.data import build_training_data
 from retdm.train.features import export_features, fit_estimator
 from retdm.train.hardware import pick_device, torch_threads

@@ -111,10 +111,12 @@ def test_lineage_traces_every_row_to_dvc_lock(repro):
         assert row["split_hash"] == split_md5 and row["source_hash"] == lock["download@synthetic"]["outs"][0]["md5"]
         assert row["validation_report"] == "reports/validation/synthetic.json" and row["validation_hash"]
         ckpt = repro / row["checkpoint"]
-        from retdm.train.checkpoint import file_sha256
+        from retdm.provenance import file_sha256
 
         assert row["checkpoint_sha256"] == file_sha256(ckpt)
         assert row["code_revision"] == head and json.loads(row["params"])["profile"] == "cpu"
+    params = {row["method"]: json.loads(row["params"]) for row in rows}
+    assert all(f"methods.{m}" in params[m] for m in METHODS)  # the params of each method's own stages
     text = sh(repro, "retdm", "lineage", "results/metrics.parquet").stdout
     assert "synthetic / retdm_oneway" in text and split_md5 in text
 

@@ -9,12 +9,12 @@ import torch
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import TrainingError
+from retdm.neighbours import EmbeddingBank
 from retdm.train import stages
 from retdm.train.checkpoint import build_model, load_checkpoint
 from retdm.train.data import build_training_data
 from retdm.train.run import train_method
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable
-from retdm.neighbours import EmbeddingBank
 
 GROUPS = ("backbone", "classifier", "label_net", "reconstructor")
 
@@ -111,7 +111,7 @@ def test_a_stage_refuses_to_continue_a_differently_configured_earlier_stage(tiny
 
 def test_identical_runs_write_byte_identical_outputs(tiny_table, tiny_cfg, tmp_path):
     """So that `dvc repro` and the Prefect flow leave the same dvc.lock."""
-    from retdm.train.checkpoint import file_sha256
+    from retdm.provenance import file_sha256
 
     for name in ("a", "b"):
         train_method(tiny_table, tmp_path / name, tiny_cfg, "bce", progress=False)
