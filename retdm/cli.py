@@ -238,10 +238,15 @@ def backbones() -> None:
 
 @main.command()
 def methods() -> None:
-    """List the registered methods."""
+    """List the registered methods, the stages that train each, and what it is."""
     from retdm.methods import METHODS
 
-    _list(METHODS)
+    names = METHODS.names()
+    width = max(map(len, names), default=0)
+    stages = {name: " → ".join(METHODS.get(name).stages) for name in names}
+    column = max(map(len, stages.values()), default=0)
+    for name in names:
+        click.echo(f"{name:<{width}}  {stages[name]:<{column}}  {METHODS.help(name)}")
 
 
 @main.command()

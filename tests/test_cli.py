@@ -24,7 +24,9 @@ def test_every_command_has_help(command):
 def test_listings():
     assert {"small_cnn", "vgg16", "resnet18", "resnet50", "efficientnet_lite0"} <= set(
         line.split()[0] for line in run("backbones")[1].splitlines())
-    assert {"bce", "retdm", "retdm_oneway"} <= set(line.split()[0] for line in run("methods")[1].splitlines())
+    methods = {line.split()[0]: line for line in run("methods")[1].splitlines()}
+    assert {"bce", "retdm", "retdm_oneway", "asl", "center_loss", "mlknn", "lmmo_knn", "mlspl", "c2ae"} == set(methods)
+    assert "pretrain → features → fit" in methods["mlknn"] and "pretrain → embed → finetune" in methods["retdm"]
     assert {"synthetic", "folder"} <= set(line.split()[0] for line in run("datasets")[1].splitlines())
 
 
