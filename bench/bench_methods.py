@@ -11,7 +11,7 @@ Prints, per dataset, the comparison table (mean ± std over seeds, the paper's r
 for scene) and the wall time of each method per seed. The time of a method is that of its own
 stages: ``bce``'s is the shared pretrain, and each feature method re-exports the features.
 
-Run: ``python bench/bench_methods.py [--seeds 0 1 2] [--datasets synthetic scene]`` (about 45
+Run: ``python bench/bench_methods.py [--seeds 0 1 2] [--datasets synthetic scene]`` (about 33
 minutes on 2 cores). Writes ``bench/out/methods_metrics.parquet`` and ``bench/out/methods.md``.
 """
 

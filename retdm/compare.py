@@ -55,7 +55,8 @@ PAPER_NOTE = ("Rows marked (paper) are as printed in the paper (Tables II-IV; co
               f" with P, R and F1 to {F1_DECIMALS} decimals; the paper reports no mAP. Bold marks our best.")
 FLAG_NOTE = (f"{FLAG_MARK.strip()} The paper's F1 in the marked cell is not the harmonic mean 2PR/(P+R) of its"
              f" own printed P and R, even allowing every printed value ±{0.5 * 10 ** -F1_DECIMALS:g} of rounding;"
-             " it is shown as printed.")
+             " it is shown as printed. On one of our rows, ⚠ means that in some seed F1 was not the harmonic"
+             " mean of that seed's P and R.")
 _EPS = 1e-9  # float slack on the rounding bounds, so a value exactly on a bound passes
 
 
@@ -81,14 +82,19 @@ def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
 
 def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None) -> pd.DataFrame:
     """Wide table: one row per (dataset, method), columns ``TABLE_METRICS`` (mean over seeds),
-    ``<metric>_std`` (sample std, NaN for one seed) and ``seeds`` (how many)."""
+    ``<metric>_std`` (sample std, NaN for one seed), ``seeds`` (how many) and ``f1_flag``: in
+    some seed, C-F1 or O-F1 is not the harmonic mean of that seed's own P and R (to 1e-9). The
+    check is per seed because a mean of F1s is not the harmonic mean of the mean P and R."""
     part = long[long["metric"].isin(TABLE_METRICS)]
     stats = part.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
     mean = stats.pivot(index=["dataset", "method"], columns="metric", values="mean")
     std = stats.pivot(index=["dataset", "method"], columns="metric", values="std").add_suffix("_std")
     seeds = stats.groupby(["dataset", "method"])["count"].max().rename("seeds")
+    runs = part.pivot_table(index=["dataset", "method", "seed"], columns="metric", values="value")
+    flag = f1_mismatch(runs.reindex(columns=list(TABLE_METRICS)), decimals=9).any(axis=1)
+    flag = flag.groupby(level=["dataset", "method"]).any().rename("f1_flag")
     table = pd.concat([mean.reindex(columns=list(TABLE_METRICS)),
-                       std.reindex(columns=[f"{m}_std" for m in TABLE_METRICS]), seeds], axis=1).reset_index()
+                       std.reindex(columns=[f"{m}_std" for m in TABLE_METRICS]), seeds, flag], axis=1).reset_index()
     table.columns.name = None
     order = {m: i for i, m in enumerate(method_order or [])}
     table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
@@ -188,11 +194,13 @@ def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
     Per dataset: each of our rows, followed by the paper's row of the same method; then the
     paper's other methods in the paper's order. Adds ``source`` ("ours" / "paper") and
-    ``f1_flag`` (``not f1_consistent``, paper rows only: our CF1 is the harmonic mean per seed
-    by definition, and a mean over seeds is not the harmonic mean of the mean P and R).
+    ``f1_flag``: for paper rows ``not f1_consistent`` (printed values, with their rounding); our
+    rows keep the per-seed flag of :func:`comparison_table` (False when ``ours`` has none): a
+    mean over seeds is not the harmonic mean of the mean P and R, so ours are checked per seed.
     ``seeds`` becomes nullable (``<NA>`` on paper rows).
     """
-    ours = ours.reset_index(drop=True).assign(source="ours", f1_flag=False)
+    ours = ours.reset_index(drop=True)
+    ours = ours.assign(source="ours", f1_flag=ours["f1_flag"] if "f1_flag" in ours else False)
     paper = paper[paper["dataset"].isin(set(ours["dataset"]))].reset_index(drop=True)
     paper = paper.assign(f1_flag=~f1_consistent(paper))
     slot = {(d, m): 2 * i for i, (d, m) in enumerate(zip(ours["dataset"], ours["method"]))}

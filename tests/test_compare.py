@@ -79,8 +79,8 @@ def scene_metrics(tmp_path, methods=("bce", "retdm", "asl")):
     for dataset in ("scene", "synthetic"):
         for method in methods:
             values = dict(f1_row(0.5, 0.5, 0.5, 0.5, 0.5, 0.5), hamming_loss=0.9, coverage=5.0, mAP=0.5)
-            if method == "retdm":
-                values["CF1"] = 0.6
+            if method == "retdm":  # consistent: C-F1 is the harmonic mean of C-P and C-R
+                values.update(CP=0.6, CR=0.6, CF1=0.6)
             path = tmp_path / f"{dataset}-{method}.parquet"
             write_parquet(metrics_frame(values, dataset=dataset, method=method, seed=0), path, {})
             paths.append(path)
@@ -125,3 +125,15 @@ def test_footnote_only_when_a_row_is_flagged(flagged):
     paper = paper[paper["method"] == ("retdm" if not flagged else "c2ae")]
     text = cmp.comparison_markdown(cmp.with_paper(cmp.comparison_table(long), paper))
     assert (cmp.FLAG_NOTE in text) is flagged
+
+
+def test_our_rows_are_flagged_per_seed_when_f1_is_not_the_harmonic_mean():
+    from retdm.compare import comparison_table
+
+    good = {"CP": 0.8, "CR": 0.6, "CF1": 2 * 0.8 * 0.6 / 1.4, "OP": 0.5, "OR": 0.5, "OF1": 0.5}
+    rows = [metrics_frame(good, dataset="d", method="ok", seed=0),
+            # seed 1 is consistent too, but the seed means are not: mean CF1 0.643, HM of the means 0.646
+            metrics_frame({**good, "CP": 0.6, "CR": 0.6, "CF1": 0.6}, dataset="d", method="ok", seed=1),
+            metrics_frame({**good, "CF1": (0.8 + 0.6) / 2}, dataset="d", method="mean_f1", seed=0)]
+    table = comparison_table(pd.concat(rows), ["ok", "mean_f1"])
+    assert table.set_index("method")["f1_flag"].to_dict() == {"ok": False, "mean_f1": True}

@@ -63,3 +63,16 @@ def test_comparison_averages_seeds_and_marks_the_best():
     assert rows["retdm"][cf1] == "**0.6500**" and rows["bce"][cf1] == "0.6000 ± 0.1414"  # higher is better
     assert rows["retdm"][coverage] == "**1.5000**" and rows["bce"][coverage] == "2.5000 ± 0.7071"  # lower
     assert rows["bce"][hamming] == "–"  # not reported
+
+
+def test_fit_refuses_features_of_another_table(trained, tiny_table, tmp_path):
+    from retdm.data.table import resplit_table
+    from retdm.train.features import fit_estimator
+
+    features = tmp_path / "features.parquet"
+    export_features(trained / "bce/pretrain/best.pt", tiny_table, features)
+    other = resplit_table(tiny_table, tmp_path / "other.parquet", test_fraction=0.3, seed=5)
+    with pytest.raises(DataError, match="exported from another label table.*re-run the features stage"):
+        fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, table_path=other)
+    assert not (tmp_path / "fit").exists()
+    assert fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, table_path=tiny_table).is_file()

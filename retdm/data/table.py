@@ -132,16 +132,14 @@ def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -
                 f"{where}: label column {name!r}, row {row} (image_id {ids.iloc[row]!r}): expected 0 or 1, "
                 f"got {_plain(col.iloc[row])!r}; label columns hold 0/1 only"
             )
-    out = pd.DataFrame({"image_id": ids.to_numpy()})
+    columns = {"image_id": ids.to_numpy()}  # built at once: a feature table has hundreds of columns
     if features:
-        for c in features:
-            out[c] = frame[c].to_numpy(dtype=np.float32)
+        columns.update({c: frame[c].to_numpy(dtype=np.float32) for c in features})
     else:
-        out["path"] = frame["path"].astype(str).to_numpy()
-    out["split"] = frame["split"].astype(str).to_numpy()
-    for name in label_names:
-        out[name] = frame[name].to_numpy().astype(np.uint8)
-    return out
+        columns["path"] = frame["path"].astype(str).to_numpy()
+    columns["split"] = frame["split"].astype(str).to_numpy()
+    columns.update({name: frame[name].to_numpy().astype(np.uint8) for name in label_names})
+    return pd.DataFrame(columns)
 
 
 def _plain(value):

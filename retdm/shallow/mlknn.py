@@ -3,6 +3,11 @@ Recognition 40(7):2038-2048, 2007), on fixed feature vectors.
 
 Legend: N training points, Q query points, F features, M labels, K neighbours.
 
+Deviations from the paper: none in the method (k = 10, smoothing s = 1, maximum a posteriori
+per label, as Zhang & Zhou). What the paper leaves open is fixed here: the neighbour tie-break
+below, and the posterior computed in float64. In this project it runs on the BCE backbone's
+image embeddings rather than on hand-made feature vectors.
+
 This module also holds what the three shallow baselines share (their input checks and the
 blocked k-nearest-neighbour search), because ML-kNN is where the search belongs first.
 

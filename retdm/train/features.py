@@ -79,7 +79,8 @@ def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike
 
 
 def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, method: str,
-                  options: dict[str, Any], seed: int, config: dict[str, Any] | None = None) -> Path:
+                  options: dict[str, Any], seed: int, config: dict[str, Any] | None = None,
+                  table_path: str | os.PathLike | None = None) -> Path:
     """Fit ``method``'s estimator on the training rows of a feature table; write ``best.pt``.
 
     Args:
@@ -89,9 +90,13 @@ def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, 
         options: keyword arguments of the estimator (``TrainConfig.estimator``).
         seed: the estimator's seed.
         config: the resolved training config, recorded for provenance.
+        table_path: if given, the label table the features must have been exported from.
 
     Returns:
         The checkpoint path.
+
+    Raises:
+        DataError: the feature table is not one, or was exported from another label table.
     """
     spec = METHODS.get(method)
     if spec.estimator is None:
@@ -99,6 +104,9 @@ def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, 
     table = read_label_table(features_path)
     if not table.feature_columns:
         raise DataError(f"{features_path}: no {FEATURE_PREFIX}* columns; export the features first")
+    if table_path is not None and json.loads(table.source or "{}").get("table_sha256") != file_sha256(table_path):
+        raise DataError(f"{features_path}: exported from another label table than {table_path}; "
+                        f"re-run the features stage (retdm train --stage features)")
     train = table.split("train")
     try:
         estimator = spec.estimator_class()(**options)
