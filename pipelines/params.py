@@ -30,7 +30,7 @@ import yaml
 
 from retdm.config import TrainConfig, load_config
 from retdm.errors import ConfigError, RetdmError
-from retdm.methods import FEATURE_STAGES, FEATURES_FILE, METHODS
+from retdm.methods import FEATURE_STAGES, FEATURES_FILE, METHODS, stage_dir
 
 PARAMS_FILE = Path("params.yaml")
 # The params.yaml groups whose methods dvc.yaml trains with one kind of stage each.
@@ -125,7 +125,7 @@ class Layout:
 
     @property
     def features(self) -> Path:
-        return self.runs / "bce" / "features" / FEATURES_FILE
+        return stage_dir(self.runs, "bce", "features") / FEATURES_FILE
 
     def evaluation(self, method: str) -> Path:
         return self.root / "results" / "evaluations" / self.dataset / method

@@ -8,13 +8,22 @@ and ``fit`` (their estimator from ``retdm.shallow`` on those features).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from retdm.registry import Registry
 
 FEATURE_STAGES = ("pretrain", "features", "fit")
 FEATURES_FILE = "features.parquet"  # what the features stage writes into its directory
+SHARED_STAGES = ("pretrain", "features")  # run once, as the bce model's, for every method
+
+
+def stage_dir(out_dir: str | os.PathLike, method: str, stage: str) -> Path:
+    """Where a method's stage writes: ``pretrain`` is the ``bce`` model and ``features`` its
+    embeddings, both shared by every method."""
+    return Path(out_dir) / ("bce" if stage in SHARED_STAGES else method) / stage
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from retdm.config import TrainConfig
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError
-from retdm.methods import FEATURES_FILE, METHODS, Method
+from retdm.methods import FEATURES_FILE, METHODS, Method, stage_dir
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model
@@ -30,7 +30,6 @@ from retdm.train.features import export_features, fit_estimator
 from retdm.train.hardware import pick_device, torch_threads
 from retdm.train.stages import embed, finetune, pretrain
 
-SHARED_STAGES = ("pretrain", "features")
 STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune}
 # The config sections each stage's result depends on; a resumed stage must agree on them.
 STAGE_SECTIONS = {
@@ -43,12 +42,6 @@ STAGE_SECTIONS = {
 def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
     """``cfg`` with the method's loss overrides applied."""
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **method.loss)).validate()
-
-
-def stage_dir(out_dir: Path, method: str, stage: str) -> Path:
-    """Where a method's stage writes: ``pretrain`` is the ``bce`` model and ``features`` its
-    embeddings, both shared by every method."""
-    return Path(out_dir) / ("bce" if stage in SHARED_STAGES else method) / stage
 
 
 def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:
