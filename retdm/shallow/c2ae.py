@@ -50,7 +50,7 @@ from torch import Tensor
 
 from retdm.errors import ConfigError, DataError
 from retdm.losses.c2ae import c2ae_loss
-from retdm.shallow.mlknn import check_features, check_int, check_labels, check_positive, check_state
+from retdm.shallow.mlknn import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
 
 NETS = ("x", "e", "d")  # Fx, Fe, Fd: the prefix of their parameters
 LEAKY_SLOPE = 0.1
@@ -83,7 +83,7 @@ def _non_negative(value: Any, name: str) -> float:
     return float(value)
 
 
-class C2AE:
+class C2AE(ShallowEstimator):
     """C2AE: align feature and label embeddings in a latent space, decode labels from it.
 
     Args:
@@ -169,10 +169,6 @@ class C2AE:
         self._fitted = True
         return self
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
-
     def predict_scores(self, X: Any) -> np.ndarray:
         """σ(Fd(Fx(x))) for every label.
 
@@ -188,10 +184,6 @@ class C2AE:
         with torch.no_grad():
             out = mlp(self.params, "d", mlp(self.params, "x", x))  # (Q, M)
             return torch.sigmoid(out).numpy().astype(np.float32)
-
-    def predict(self, X: Any, threshold: float = 0.5) -> np.ndarray:
-        """(Q, M) bool, ``predict_scores(X) >= threshold``."""
-        return self.predict_scores(X) >= threshold
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, parameters and feature standardisation (``torch.save``-able)."""

@@ -49,6 +49,7 @@ from torch import Tensor
 from retdm.distances import euclidean_distance, pairwise_euclidean_distance
 from retdm.errors import ConfigError, DataError
 from retdm.shallow.mlknn import (
+    ShallowEstimator,
     check_features,
     check_int,
     check_labels,
@@ -157,7 +158,7 @@ def weighted_vote_scores(distance: Tensor, neighbour_labels: Tensor, eps: float 
     return ((w[:, :, None] * neighbour_labels).sum(1) / w.sum(1, keepdim=True)).clamp(0.0, 1.0)  # (Q, M)
 
 
-class LMMOkNN:
+class LMMOkNN(ShallowEstimator):
     """Large-margin metric (L: F → d) with label-Hamming margins, then a weighted kNN vote.
 
     Args:
@@ -230,10 +231,6 @@ class LMMOkNN:
         self._fitted = True
         return self
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
-
     def embed(self, X: Any) -> Tensor:
         """L (x − mean): (Q, d) float32 points in the learned space."""
         self._check_fitted()
@@ -247,16 +244,12 @@ class LMMOkNN:
             X: (Q, F) float features, F as in ``fit``.
 
         Returns:
-            (Q, M) float32 in [0, 1].
+            (Q, M) float32 in [0, 1]; ``predict`` at 0.5 is a weighted majority.
         """
         z = self.embed(X)  # (Q, d)
         index, distance = nearest_neighbours(z, self.z_train, self.k)  # (Q, K) each
         labels = torch.from_numpy(self.y_train)[index].float()  # (Q, K, M)
         return weighted_vote_scores(distance, labels).numpy().astype(np.float32)
-
-    def predict(self, X: Any, threshold: float = 0.5) -> np.ndarray:
-        """(Q, M) bool, ``predict_scores(X) >= threshold`` (a weighted majority at 0.5)."""
-        return self.predict_scores(X) >= threshold
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, L, the feature mean and the projected training set (``torch.save``-able)."""

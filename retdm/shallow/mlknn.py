@@ -8,8 +8,8 @@ per label, as Zhang & Zhou). What the paper leaves open is fixed here: the neigh
 below, and the posterior computed in float64. In this project it runs on the BCE backbone's
 image embeddings rather than on hand-made feature vectors.
 
-This module also holds what the three shallow baselines share (their input checks and the
-blocked k-nearest-neighbour search), because ML-kNN is where the search belongs first.
+This module also holds what the shallow baselines share (their input checks, the
+``ShallowEstimator`` base and the blocked k-nearest-neighbour search), because ML-kNN is where the search belongs first.
 
 Neighbour search (``nearest_neighbours``): exact Euclidean distances by
 ``retdm.distances.pairwise_euclidean_distance``, a block
@@ -225,7 +225,23 @@ def posterior(prior: np.ndarray, like1: np.ndarray, like0: np.ndarray, counts: n
     return on / (on + off)  # s > 0 keeps both terms > 0
 
 
-class MLkNN:
+class ShallowEstimator:
+    """What the shallow estimators share: the fitted-state guard and thresholded prediction.
+
+    A subclass sets ``self._fitted`` (False in ``__init__``, True after ``fit``/``from_state``)
+    and defines ``predict_scores(X) -> (Q, M)`` in [0, 1].
+    """
+
+    def _check_fitted(self) -> None:
+        if not self._fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
+
+    def predict(self, X: Any, threshold: float = 0.5) -> np.ndarray:
+        """(Q, M) bool, ``predict_scores(X) >= threshold``."""
+        return self.predict_scores(X) >= threshold
+
+
+class MLkNN(ShallowEstimator):
     """ML-kNN: per label, a MAP decision from how many of the K nearest training points carry it.
 
     Args:
@@ -264,10 +280,6 @@ class MLkNN:
         self.like1, self.like0 = neighbour_count_likelihoods(y, counts, self.k, self.s)  # (K+1, M) each
         self._fitted = True
         return self
-
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
 
     def predict_scores(self, X: Any, *, dtype: Any = np.float32) -> np.ndarray:
         """Posterior P(H1_l | E_{C_t(l)}) of every label for every query.

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from retdm.errors import ConfigError, DataError
-from retdm.shallow.mlknn import check_features, check_int, check_labels, check_positive, check_state
+from retdm.shallow.mlknn import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
 
 ADMISSIONS = ("global", "per_label")
 _EVAL_ROWS = 8192  # rows per no-grad pass when all training losses are recomputed
@@ -127,7 +127,7 @@ def _uniform(shape: tuple[int, ...], fan_in: int, gen: torch.Generator) -> Tenso
     return (torch.rand(shape, generator=gen) * 2 - 1) * bound
 
 
-class MLSPL:
+class MLSPL(ShallowEstimator):
     """Per-pair BCE classifier trained on self-paced (easy-to-hard) instance-label pairs.
 
     Args:
@@ -216,10 +216,6 @@ class MLSPL:
         self._fitted = True
         return self
 
-    def _check_fitted(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(X, Y) or from_state(state) first")
-
     def predict_scores(self, X: Any) -> np.ndarray:
         """σ(f_θ(x)) for every label.
 
@@ -234,10 +230,6 @@ class MLSPL:
         x = (torch.tensor(x, dtype=torch.float32) - self.mean) / self.std  # (Q, F)
         with torch.no_grad():
             return torch.sigmoid(classifier_logits(self.params, x)).numpy().astype(np.float32)  # (Q, M)
-
-    def predict(self, X: Any, threshold: float = 0.5) -> np.ndarray:
-        """(Q, M) bool, ``predict_scores(X) >= threshold``."""
-        return self.predict_scores(X) >= threshold
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, parameters and feature standardisation (``torch.save``-able)."""
