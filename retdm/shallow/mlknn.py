@@ -9,7 +9,8 @@ below, and the posterior computed in float64. In this project it runs on the BCE
 image embeddings rather than on hand-made feature vectors.
 
 This module also holds what the shallow baselines share (their input checks, the
-``ShallowEstimator`` base and the blocked k-nearest-neighbour search), because ML-kNN is where the search belongs first.
+``ShallowEstimator`` base and the blocked k-nearest-neighbour search), because ML-kNN is where
+the search belongs first.
 
 Neighbour search (``nearest_neighbours``): exact Euclidean distances by
 ``retdm.distances.pairwise_euclidean_distance``, a block
