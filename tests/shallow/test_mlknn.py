@@ -7,22 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from topic_problems import topic_problem
 
 from retdm.metrics import evaluate
 from retdm.shallow import MLkNN
 from retdm.shallow.mlknn import nearest_neighbours
 
 torch.set_num_threads(1)
-
-
-def topic_problem(seed=0, n_train=400, n_test=100, f=32, m=6, topics=3, noise=3.0):
-    """Labels from a few latent topics; features = labels @ random projection + Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    p = rng.uniform(0.02, 0.9, size=(topics, m))  # P(label | topic)
-    t = rng.integers(topics, size=n_train + n_test)
-    y = (rng.random((n_train + n_test, m)) < p[t]).astype(np.uint8)
-    x = (y @ rng.normal(size=(m, f)) + noise * rng.normal(size=(len(y), f))).astype(np.float32)
-    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
 def slow_mlknn(x_train, y_train, x_test, k, s):
