@@ -39,7 +39,7 @@ from retdm.provenance import file_sha256  # noqa: E402
 from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
 from retdm.train.hardware import pick_device  # noqa: E402
-from retdm.train.run import STAGE_SECTIONS, final_checkpoint, train_method  # noqa: E402
+from retdm.train.run import STAGE_SECTIONS, final_checkpoint, stage_dir, train_method  # noqa: E402
 from retdm.train.stages import finetune  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -57,7 +57,7 @@ def bce_with_finetune_epochs(table_path: Path, run_dir: Path, cfg) -> Path:
     record = {"method": "bce+ft", "config": full, "fingerprint": {k: full[k] for k in STAGE_SECTIONS["finetune"]},
               "label_names": list(table.label_names), "transform": spec.to_dict(),
               "data_sha256": file_sha256(table_path), "data_path": str(table_path)}
-    return finetune(model, data, cfg0, run_dir / "bce+ft", record, run_dir / "bce" / "pretrain" / "best.pt",
+    return finetune(model, data, cfg0, run_dir / "bce+ft", record, stage_dir(run_dir, "bce", "pretrain") / "best.pt",
                     device=pick_device(cfg0.device), progress=False)
 
 
