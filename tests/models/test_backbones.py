@@ -190,3 +190,26 @@ def test_registering_a_duplicate_name_raises():
     with pytest.raises(ValueError, match="already registered"):
         BACKBONES.register("small_cnn")(lambda **kw: None)
     assert BACKBONES.get("small_cnn").__name__ == "small_cnn"  # the original is untouched
+
+
+@pytest.mark.parametrize("image, expected", [
+    ("china.jpg", {"bell cote", "stupa", "monastery", "palace", "church", "pagoda"}),  # a Chinese temple; here: bell cote
+    ("flower.jpg", {"daisy"}),
+])
+def test_efficientnet_lite0_trunk_and_preprocessing_recognise_imagenet_classes(image, expected):
+    """The trunk we fine-tune, fed through the backbone's own preprocessing (TestTransform with its
+    mean/std) and topped with the checkpoint's own 1000-class layer, names what is in the photo."""
+    from sklearn.datasets import load_sample_image
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    from retdm.data.transforms import TestTransform, TransformSpec
+
+    bb = build_backbone("efficientnet_lite0", pretrained=True).eval()
+    state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
+    pixels = torch.from_numpy(load_sample_image(image).copy()).permute(2, 0, 1)  # (3, H, W) uint8
+    x = TestTransform(TransformSpec(224, 256, bb.mean, bb.std))(pixels)[None]  # (1, 3, 224, 224)
+    with torch.no_grad():
+        pooled = torch.flatten(bb.net._avg_pooling(bb.forward_features(x)), 1)  # (1, 1280)
+        logits = pooled @ state["_fc.weight"].T + state["_fc.bias"]  # (1, 1000)
+    top = [_IMAGENET_CATEGORIES[i] for i in logits[0].topk(3).indices]
+    assert top[0] in expected, top
