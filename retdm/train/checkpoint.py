@@ -1,8 +1,10 @@
 """Checkpoints: the weights plus everything needed to resume, evaluate and audit them.
 
 A checkpoint holds the model, optimiser and scheduler states, the completed epoch, the bank
-(if any), the per-epoch history, the resolved config, the transform spec, the label names and
-the hash of the label table it was trained on. Files are written atomically.
+(if any), the per-epoch history, the resolved config, the preprocessing (``transform``: the image
+transform spec, or the feature standardisation of a feature table), the label names and the hash
+of the label table it was trained on. A model with a feature backbone also records
+``in_features`` (F), its input width, so it can be rebuilt. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 
 from retdm.config import TrainConfig, from_dict
+from retdm.data.dataset import FeatureSpec, preprocessing_from_dict
 from retdm.data.table import atomic_write
 from retdm.data.transforms import TransformSpec
 from retdm.errors import TrainingError
@@ -52,25 +55,43 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def build_model(cfg: TrainConfig, num_labels: int) -> RETDMNet:
-    """A fresh RETDM network as ``cfg.model`` describes."""
+def build_model(cfg: TrainConfig, num_labels: int, in_features: int | None = None) -> RETDMNet:
+    """A fresh RETDM network as ``cfg.model`` describes.
+
+    Args:
+        cfg: the resolved config.
+        num_labels: M.
+        in_features: F, the input width of a feature backbone (``mlp``); ``None`` for image backbones.
+    """
     m = cfg.model
-    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=m.pretrained)
+    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=m.pretrained, in_features=in_features)
     return RETDMNet(backbone, num_labels, m.embed_dim, m.label_hidden)
 
 
-def load_model(path: str | os.PathLike) -> tuple[RETDMNet, TransformSpec, tuple[str, ...], dict[str, Any]]:
+def load_model(path: str | os.PathLike
+               ) -> tuple[RETDMNet, TransformSpec | FeatureSpec, tuple[str, ...], dict[str, Any]]:
     """The trained network of a checkpoint with its test preprocessing, label names and record.
 
-    The backbone is built without pretrained weights (the checkpoint carries all weights), so
-    loading never needs the network or the original weight files.
+    The preprocessing is a ``TransformSpec`` for an image model and a ``FeatureSpec`` (the
+    standardisation fitted at training) for a feature model; ``retdm.data.dataset.eval_dataset``
+    turns either into the test view of a table. The backbone is built without pretrained weights
+    (the checkpoint carries all weights), so loading never needs the network or the original
+    weight files.
+
+    Raises:
+        TrainingError: a feature model's recorded ``in_features`` disagrees with its preprocessing.
     """
     ckpt = load_checkpoint(path)
     cfg = from_dict(TrainConfig, ckpt["config"], "")
     names = tuple(ckpt["label_names"])
+    spec = preprocessing_from_dict(ckpt["transform"])
+    in_features = ckpt.get("in_features")
+    if isinstance(spec, FeatureSpec) and in_features != spec.in_features:
+        raise TrainingError(f"{path}: records in_features = {in_features} but standardises {spec.in_features} "
+                            f"features; the checkpoint is inconsistent, retrain it")
     m = cfg.model
-    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=False)
+    backbone = build_backbone(m.backbone, embed_dim=m.embed_dim, pretrained=False, in_features=in_features)
     model = RETDMNet(backbone, len(names), m.embed_dim, m.label_hidden)
     model.load_state_dict(ckpt["model"])
     model.eval()
-    return model, TransformSpec.from_dict(ckpt["transform"]), names, ckpt
+    return model, spec, names, ckpt

@@ -3,6 +3,11 @@
 Legend: N items, M labels, K neighbours. The validation part is carved from the training split
 with the run's seed; it picks the best epoch and drives the learning-rate plateau. The test
 split is never read here. Neighbours are mined among the label sets of the fit part only.
+
+A feature table (``feat_*`` columns, e.g. a MULAN dataset) gives feature datasets instead of
+image ones, standardised by the fit part's mean and std (a ``FeatureSpec``, which the run stores
+in its checkpoints as it stores an image ``TransformSpec``); it needs a feature backbone (``mlp``),
+and an image table an image backbone: :func:`check_backbone`.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retdm.data.dataset import LabelTableDataset
+from retdm.config import ModelConfig
+from retdm.data.dataset import FeatureSpec, FeatureTableDataset, LabelTableDataset
 from retdm.data.table import LabelTable
 from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec
-from retdm.errors import DataError
+from retdm.errors import ConfigError, DataError
+from retdm.models.backbones import BACKBONES, FEATURE_BACKBONES, is_feature_backbone
 from retdm.neighbours import LabelNeighbours, label_neighbours, query_neighbours
 
 
@@ -30,15 +37,20 @@ class PartNeighbours:
 
 @dataclass
 class TrainingData:
-    """The fit and validation parts, their neighbours, and a test-transformed view of the fit part."""
+    """The fit and validation parts, their neighbours, and a test-transformed view of the fit part.
 
-    fit: LabelTableDataset
-    fit_eval: LabelTableDataset   # the fit images under the test transform (filling the bank)
-    val: LabelTableDataset
+    The parts are image datasets of an image table or feature datasets of a feature table;
+    ``preprocess`` is what they apply, stored in the checkpoints.
+    """
+
+    fit: LabelTableDataset | FeatureTableDataset
+    fit_eval: LabelTableDataset | FeatureTableDataset   # the fit items, test view (filling the bank)
+    val: LabelTableDataset | FeatureTableDataset
     neighbours: LabelNeighbours
     fit_nbr: PartNeighbours
     val_nbr: PartNeighbours
     sets: Tensor                  # (S, M) float: distinct fit label sets, the inputs of Φdnn
+    preprocess: TransformSpec | FeatureSpec | None = None
 
     @property
     def num_labels(self) -> int:
@@ -55,17 +67,34 @@ def split_validation(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def build_training_data(table: LabelTable, spec: TransformSpec, *, val_fraction: float, k: int, seed: int,
+def check_backbone(table: LabelTable, model: ModelConfig) -> None:
+    """Refuse a backbone that cannot read ``table``'s items: images need an image backbone, feature
+    vectors a feature one (``mlp``). Never swapped silently: the config says what trains.
+
+    Raises:
+        ConfigError: naming the dataset, what it holds, the backbone and which to use.
+    """
+    if table.has_images and is_feature_backbone(model.backbone):
+        raise ConfigError(f"dataset {table.name!r} holds images, but model.backbone is {model.backbone!r}, which "
+                          f"reads feature vectors; pick an image backbone: {', '.join(BACKBONES.names())}")
+    if not table.has_images and not is_feature_backbone(model.backbone):
+        raise ConfigError(f"dataset {table.name!r} holds feature vectors ({len(table.feature_columns)} feat_* "
+                          f"columns), which image backbone {model.backbone!r} cannot read; set model.backbone to "
+                          f"{' or '.join(FEATURE_BACKBONES.names())} (e.g. --set model.backbone=mlp)")
+
+
+def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fraction: float, k: int, seed: int,
                         cache: bool, progress: bool = False) -> TrainingData:
     """Split the training rows of ``table`` into fit/val parts and mine their neighbours.
 
     Args:
         table: the whole label table (both splits); only ``split == "train"`` rows are used.
-        spec: the transforms.
+        spec: the image transforms; ``None`` for a feature table, whose standardisation is fitted
+            here on the fit part (returned as ``TrainingData.preprocess``).
         val_fraction: share of the training rows held out for validation.
         k: neighbours per label set.
         seed: the run's seed (fixes the validation part).
-        cache: decode images once into memory.
+        cache: decode images once into memory (image tables only).
         progress: show progress bars.
     """
     train = table.split("train")
@@ -73,13 +102,22 @@ def build_training_data(table: LabelTable, spec: TransformSpec, *, val_fraction:
         raise DataError(f"dataset {table.name!r} has no rows with split == 'train'; assign a split first")
     fit_rows, val_rows = split_validation(len(train), val_fraction, seed)
     fit_table, val_table = train.take(fit_rows), train.take(val_rows)
-    fit = LabelTableDataset(fit_table, TrainTransform(spec), cache=cache, progress=progress)
-    fit_eval = LabelTableDataset(fit_table, TestTransform(spec), cache=False)
-    fit_eval.cached = fit.cached  # share the decoded images
-    val = LabelTableDataset(val_table, TestTransform(spec), cache=cache, progress=progress)
+    if table.has_images:
+        if not isinstance(spec, TransformSpec):
+            raise ConfigError(f"dataset {table.name!r} holds images; build_training_data needs their TransformSpec, "
+                              f"got {spec!r}")
+        fit = LabelTableDataset(fit_table, TrainTransform(spec), cache=cache, progress=progress)
+        fit_eval = LabelTableDataset(fit_table, TestTransform(spec), cache=False)
+        fit_eval.cached = fit.cached  # share the decoded images
+        val = LabelTableDataset(val_table, TestTransform(spec), cache=cache, progress=progress)
+    else:
+        spec = FeatureSpec.fit(fit_table)  # the fit part only: validation and test rows are never looked at
+        fit = FeatureTableDataset(fit_table, spec)
+        fit_eval = fit  # no augmentation: the train and test views are the same vectors
+        val = FeatureTableDataset(val_table, spec)
     neigh = label_neighbours(fit_table.labels(), k)
     fit_nbr = PartNeighbours(torch.from_numpy(neigh.index[neigh.set_of_item]),
                              torch.from_numpy(neigh.mask[neigh.set_of_item]))
     val_index, val_mask = query_neighbours(neigh, val_table.labels())
     val_nbr = PartNeighbours(torch.from_numpy(val_index), torch.from_numpy(val_mask))
-    return TrainingData(fit, fit_eval, val, neigh, fit_nbr, val_nbr, torch.from_numpy(neigh.sets).float())
+    return TrainingData(fit, fit_eval, val, neigh, fit_nbr, val_nbr, torch.from_numpy(neigh.sets).float(), spec)

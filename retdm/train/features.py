@@ -3,8 +3,9 @@
 Legend: N images, D embedding width, M labels.
 
 ``features`` runs the trained BCE backbone (the ``pretrain`` stage) over every image with the
-test transform and writes Φcnn(image) as a feature label table (``feat_0 … feat_{D-1}`` in place
-of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the training rows of that
+test transform (over every feature vector, standardised as in training, for a feature table such
+as a MULAN dataset) and writes Φcnn(image) as a feature label table (``feat_0 … feat_{D-1}`` in
+place of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the training rows of that
 table. So the shallow baselines share the deep methods' backbone, split and labels, and differ
 only in what they learn on top. They use every training row: they select nothing on a
 validation part (their hyper-parameters are fixed), unlike the deep stages.
@@ -24,9 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from retdm import __version__
-from retdm.data.dataset import LabelTableDataset
+from retdm.data.dataset import FeatureTableDataset, LabelTableDataset, eval_dataset
 from retdm.data.table import FEATURE_PREFIX, LabelTable, read_label_table, write_label_table
-from retdm.data.transforms import TestTransform
 from retdm.errors import ConfigError, DataError
 from retdm.methods import METHODS
 from retdm.models.retdm_net import RETDMNet
@@ -37,9 +37,9 @@ from retdm.train.hardware import pick_device, torch_threads
 
 
 @torch.no_grad()
-def forward_images(model: RETDMNet, dataset: LabelTableDataset, *, batch_size: int = 128,
+def forward_images(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDataset, *, batch_size: int = 128,
                    device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item, in dataset order.
+    """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item (image or feature vector), in dataset order.
 
     Returns:
         (N, D) float32 image embeddings and (N, M) float32 scores.
@@ -57,14 +57,15 @@ def forward_images(model: RETDMNet, dataset: LabelTableDataset, *, batch_size: i
 
 def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,
                     batch_size: int = 128, device: str = "auto", progress: bool = False) -> LabelTable:
-    """The backbone embeddings Φcnn(image) of every item (test transform) as a feature label table.
+    """The backbone embeddings Φcnn(image) of every item (the checkpoint's test preprocessing) as a feature
+    label table.
 
     ``out`` has ``feat_0 … feat_{D-1}`` in place of ``path``, the same ``image_id``, ``split``
     and labels, and the checkpoint and table hashes in its source.
     """
     model, spec, names, _ = load_model(checkpoint)
     table = read_label_table(table_path, expect_labels=names)
-    feats, _ = forward_images(model, LabelTableDataset(table, TestTransform(spec)), batch_size=batch_size,
+    feats, _ = forward_images(model, eval_dataset(table, spec), batch_size=batch_size,
                               device=pick_device(device), progress=progress)  # (N, D)
     frame = pd.DataFrame(feats, columns=[f"{FEATURE_PREFIX}{i}" for i in range(feats.shape[1])])
     frame.insert(0, "image_id", table.frame["image_id"].to_numpy())

@@ -5,6 +5,10 @@ Layout under ``out_dir``: ``<method>/<stage>/``, except that ``pretrain`` always
 methods' ``features`` stage (the BCE backbone's embeddings) is shared the same way, in
 ``bce/features/``. A network stage's directory holds ``best.pt``, ``last.pt`` and ``epochs.csv``;
 re-running resumes, and a finished stage is not trained again. A ``fit`` stage holds ``best.pt``.
+
+A feature table (e.g. a MULAN dataset) trains the same stages with a feature backbone
+(``model.backbone: mlp``) on its standardised ``feat_*`` columns; the config must name it, an
+image backbone on a feature table (or ``mlp`` on images) raises ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from retdm.methods import FEATURES_FILE, METHODS, Method, stage_dir
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model
-from retdm.train.data import build_training_data
+from retdm.train.data import build_training_data, check_backbone
 from retdm.train.features import export_features, fit_estimator
 from retdm.train.hardware import pick_device, torch_threads
 from retdm.train.stages import embed, finetune, pretrain
@@ -88,20 +92,26 @@ def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig
     """The network stages (pretrain, embed, finetune) of ``train_method``; ``cfg`` is resolved."""
     spec = METHODS.get(method)
     table = read_label_table(table_path)
+    check_backbone(table, cfg.model)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, table.num_labels)
-    transform = TransformSpec(cfg.data.image_size, cfg.data.resize, model.backbone.mean, model.backbone.std)
+    in_features = None if table.has_images else len(table.feature_columns)
+    model = build_model(cfg, table.num_labels, in_features=in_features)
+    transform = (TransformSpec(cfg.data.image_size, cfg.data.resize, model.backbone.mean, model.backbone.std)
+                 if table.has_images else None)  # a feature table's standardisation is fitted on its fit part
     data = build_training_data(table, transform, val_fraction=cfg.data.val_fraction, k=cfg.loss.k, seed=cfg.seed,
                                cache=cfg.data.cache_images, progress=progress)
     full = cfg.to_dict()
     record: dict[str, Any] = {
-        "method": method, "config": full, "label_names": list(table.label_names), "transform": transform.to_dict(),
+        "method": method, "config": full, "label_names": list(table.label_names),
+        "transform": data.preprocess.to_dict(),
         "data_path": str(table_path), "data_sha256": file_sha256(table_path), "dataset": table.name,
         "retdm_version": __version__, "code_revision": code_revision(), "num_fit": len(data.fit), "num_val": len(data.val),
         "neighbours": {"k": cfg.loss.k, "distinct_sets": int(len(data.neighbours.sets)),
                        "tied_sets": int(data.neighbours.tied_sets), "tie_break": data.neighbours.tie_break},
     }
+    if in_features is not None:
+        record["in_features"] = in_features  # load_model rebuilds the mlp from it
     best = None
     for stage in stages:
         record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
