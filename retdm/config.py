@@ -33,6 +33,8 @@ class DataConfig:
     val_fraction: float = 0.1     # carved from the training split to pick epochs and plateau the lr
     num_workers: int = 0
     cache_images: bool = True     # decode every image once into memory (small datasets)
+    image_cache: bool = False     # resize every image to `resize` once, first (the pipeline's image cache reads
+                                  # those from disk); the test transform then resizes resize → image_size
 
     def validate(self) -> None:
         _require(self.image_size >= 8, "data.image_size", self.image_size, ">= 8")

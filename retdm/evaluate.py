@@ -35,8 +35,10 @@ def predict_scores(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDat
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
                         threshold: float = 0.5, batch_size: int = 128, device: str = "auto",
-                        progress: bool = False) -> tuple[dict[str, float], np.ndarray, LabelTable, dict[str, Any]]:
-    """Metrics of ``checkpoint`` on ``split`` of the table at ``table_path``.
+                        progress: bool = False, image_cache: str | os.PathLike | None = None
+                        ) -> tuple[dict[str, float], np.ndarray, LabelTable, dict[str, Any]]:
+    """Metrics of ``checkpoint`` on ``split`` of the table at ``table_path``. ``image_cache`` is read
+    instead of the image files when the checkpoint's preprocessing resizes a source (``data.image_cache``).
 
     Returns:
         (metrics, scores (N, M), the evaluated part of the table, the checkpoint record).
@@ -50,7 +52,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.Path
         raise DataError(f"{table_path}: labels {list(table.label_names)} differ from the {len(names)} labels "
                         f"{list(names)} that {checkpoint} was trained on; evaluate on the same dataset")
     part = table.split(split)
-    dataset = eval_dataset(part, spec)
+    dataset = eval_dataset(part, spec, image_cache)
     scores = predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
     return evaluate(part.labels(), scores, threshold=threshold), scores, part, record
 
@@ -85,7 +87,7 @@ def provenance(checkpoint: str | os.PathLike, record: dict[str, Any], split: str
 
 def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | os.PathLike,
                     metrics_out: str | os.PathLike, predictions_out: str | os.PathLike, *, threshold: float = 0.5,
-                    extra: dict[str, Any] | None = None) -> pd.DataFrame:
+                    extra: dict[str, Any] | None = None, image_cache: str | os.PathLike | None = None) -> pd.DataFrame:
     """Evaluate a trained method's final checkpoint on the test split and write both Parquet files.
 
     Args:
@@ -96,6 +98,7 @@ def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | 
         predictions_out: image × label scores.
         threshold: score threshold of the label-based metrics.
         extra: more provenance to record (e.g. the pipeline params that apply).
+        image_cache: the table's image cache (see :func:`evaluate_checkpoint`).
 
     Returns:
         The metrics frame. Both files carry the provenance of :func:`provenance` plus ``extra``.
@@ -105,7 +108,8 @@ def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | 
         raise DataError(f"{checkpoint}: no trained model for method {method!r}; train it first "
                         f"(retdm train --method {method})")
     if METHODS.get(method).estimator is None:
-        metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold)
+        metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold,
+                                                             image_cache=image_cache)
     else:  # a feature method: its scores come from the feature table it was fitted on
         scores, part, record = estimator_scores(checkpoint)
         expected = read_label_table(table_path).split("test")

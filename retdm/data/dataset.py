@@ -11,6 +11,7 @@ view from it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,12 @@ class LabelTableDataset(Dataset):
         cache: decode every image once, up front, into memory. Also checks that every image
             decodes before training starts.
         progress: show a progress bar while caching.
+        loader: row ``i`` → its uint8 image, read instead of the file (the image cache's
+            ``cached_loader``); ``cache`` is then ignored.
     """
 
     def __init__(self, table: LabelTable, transform: Callable[[Tensor], Tensor], cache: bool = False,
-                 progress: bool = False) -> None:
+                 progress: bool = False, loader: Callable[[int], Tensor] | None = None) -> None:
         if not table.has_images:
             raise DataError(f"dataset {table.name!r} holds feature vectors, not image paths; read it with "
                             f"FeatureTableDataset and train it with model.backbone=mlp")
@@ -75,7 +78,8 @@ class LabelTableDataset(Dataset):
                 f"(image_id {table.frame['image_id'].iloc[i]!r}); restore them or drop their rows"
             )
         self.cached: list[Tensor] | None = None
-        if cache:
+        self.loader = loader
+        if cache and loader is None:
             self.cached = [self._load(i) for i in tqdm(range(len(self.paths)), desc="decode images",
                                                        disable=not progress, leave=False)]
 
@@ -84,6 +88,8 @@ class LabelTableDataset(Dataset):
 
     def raw(self, i: int) -> Tensor:
         """The decoded, untransformed uint8 image of row ``i``."""
+        if self.loader is not None:
+            return self.loader(i)
         return self.cached[i] if self.cached is not None else self._load(i)
 
     def __len__(self) -> int:
@@ -192,12 +198,31 @@ class FeatureTableDataset(Dataset):
         return self.features[rows.reshape(-1).cpu()]
 
 
-def eval_dataset(table: LabelTable, spec: TransformSpec | FeatureSpec) -> LabelTableDataset | FeatureTableDataset:
+def eval_dataset(table: LabelTable, spec: TransformSpec | FeatureSpec,
+                 image_cache: str | os.PathLike | None = None) -> LabelTableDataset | FeatureTableDataset:
     """The test-time view of ``table`` under a checkpoint's preprocessing ``spec``.
+
+    ``image_cache``, if given and ``spec`` has a ``source_size``, is read instead of the image files.
 
     Raises:
         DataError: the table's kind (images or features) does not match ``spec``'s.
     """
     if isinstance(spec, FeatureSpec):
         return FeatureTableDataset(table, spec)
-    return LabelTableDataset(table, TestTransform(spec))
+    return LabelTableDataset(table, TestTransform(spec), loader=image_loader(table, spec, image_cache))
+
+
+def image_loader(table: LabelTable, spec: TransformSpec, image_cache: str | os.PathLike | None
+                 ) -> Callable[[int], Tensor] | None:
+    """Rows of ``table`` → images from ``image_cache`` at ``spec.source_size``; ``None`` when the spec
+    resizes no source or no cache is given (the files are decoded).
+
+    Raises:
+        DataError: the cache is of another size or does not hold the table's images (rebuild it).
+    """
+    if image_cache is None or not spec.source_size:
+        return None
+    from retdm.data.image_cache import ImageCache, cached_loader  # it reads images with this module
+
+    cache = ImageCache(image_cache, expect_size=spec.source_size, expect_table=table)
+    return cached_loader(cache, table.frame["image_id"])

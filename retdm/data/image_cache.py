@@ -13,13 +13,12 @@ antialias=True)`` (bilinear), the very call the transforms make. Shards are open
 ``np.load(mmap_mode="r")``, so reading an image is a 3·size² byte copy from the page cache.
 
 What to cache, and what it changes
-    Build the cache at ``size = data.resize`` (the train transform's first, square resize). The
-    train transform then resizes ``resize → resize``, which torchvision returns unchanged, and
-    crops: training crops are **byte-identical** to those made from the original files. The test
-    transform resizes to ``image_size``; from the cache that is ``original → resize →
-    image_size``, a **second resampling** of an already resampled image, so test inputs differ
-    slightly (a few grey levels, a touch softer) from resizing the original once. Record the
-    cache use with the run if evaluation must match an uncached run exactly.
+    Build the cache at ``size = data.resize`` (the train transform's first, square resize) and
+    train with ``data.image_cache: true``, which records ``source_size = resize`` in the run's
+    :class:`~retdm.data.transforms.TransformSpec`: every image is first resized to that size,
+    from the cache or, without one, from the decoded file by the same call, so a run gives the
+    same bits with or without the cache. Training crops are byte-identical to those of an
+    uncached run; the test transform resizes a second time (``original → resize → image_size``).
 
 Staleness
     ``cache.json`` holds the SHA-256 of the table's ``image_id``, ``path`` and file size of every
@@ -49,12 +48,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from retdm.data.dataset import read_image
 from retdm.data.table import LabelTable
+from retdm.data.transforms import resize_square
 from retdm.errors import DataError
 
 FORMAT_VERSION = 1
@@ -65,11 +64,6 @@ _META_KEYS = ("format", "size", "count", "shard_size", "shards", "table_sha256")
 def shard_name(k: int) -> str:
     """File name of shard ``k``."""
     return f"shard_{k:05d}.npy"
-
-
-def resize_square(image: Tensor, size: int) -> Tensor:
-    """The cache's resize: uint8 (3, H, W) → uint8 (3, size, size), the transforms' exact call."""
-    return TF.resize(image, [size, size], antialias=True)  # (3, size, size)
 
 
 def table_files(table: LabelTable) -> pd.DataFrame:

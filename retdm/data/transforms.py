@@ -5,6 +5,12 @@ at one of the four corners or the centre, picked at random. Test: resize to
 ``image_size × image_size``, single crop. The paper's numbers are 256 and 224; the CPU profile
 scales them (73 and 64). Images enter as uint8 (3, H, W) tensors; normalisation uses the
 backbone's mean and std.
+
+``source_size`` (0: off) first resizes every decoded image to ``source_size`` square: what the
+image cache (``retdm.data.image_cache``) stores once per image. The train transform's resize to
+``resize`` is then a no-op when ``source_size == resize``, so the cache only saves decoding; the
+test transform resizes a second time, ``source → image_size``. Recording it in the spec makes a
+run without the cache preprocess exactly as the cached run did.
 """
 
 from __future__ import annotations
@@ -25,13 +31,25 @@ class TransformSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     train_crop: str = "five-crop-random (4 corners + centre)"
+    source_size: int = 0   # > 0: every image is first resized to source_size square (the image cache's size)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformSpec":
-        return cls(data["image_size"], data["resize"], tuple(data["mean"]), tuple(data["std"]), data["train_crop"])
+        return cls(data["image_size"], data["resize"], tuple(data["mean"]), tuple(data["std"]), data["train_crop"],
+                   data.get("source_size", 0))  # checkpoints older than the image cache have none
+
+
+def resize_square(image: Tensor, size: int) -> Tensor:
+    """uint8 (3, H, W) → uint8 (3, size, size), antialiased; unchanged when already that size."""
+    return TF.resize(image, [size, size], antialias=True)  # (3, size, size)
+
+
+def from_source(image: Tensor, spec: TransformSpec) -> Tensor:
+    """The image at the spec's source size (as the image cache holds it); as decoded when 0."""
+    return resize_square(image, spec.source_size) if spec.source_size else image
 
 
 class TrainTransform:
@@ -44,7 +62,7 @@ class TrainTransform:
 
     def __call__(self, image: Tensor) -> Tensor:
         s, c = self.spec.resize, self.spec.image_size
-        image = TF.resize(image, [s, s], antialias=True)  # (3, s, s)
+        image = resize_square(from_source(image, self.spec), s)  # (3, s, s)
         corner = int(torch.randint(5, ()).item())
         top, left = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)][corner]
         image = image[:, top : top + c, left : left + c]  # (3, c, c)
@@ -61,5 +79,5 @@ class TestTransform:
 
     def __call__(self, image: Tensor) -> Tensor:
         c = self.spec.image_size
-        image = TF.resize(image, [c, c], antialias=True)  # (3, c, c)
+        image = resize_square(from_source(image, self.spec), c)  # (3, c, c)
         return (image.float() / 255.0 - self.mean) / self.std

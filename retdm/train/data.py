@@ -12,6 +12,7 @@ and an image table an image backbone: :func:`check_backbone`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from retdm.config import ModelConfig
-from retdm.data.dataset import FeatureSpec, FeatureTableDataset, LabelTableDataset
+from retdm.data.dataset import FeatureSpec, FeatureTableDataset, LabelTableDataset, image_loader
 from retdm.data.table import LabelTable
 from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec
 from retdm.errors import ConfigError, DataError
@@ -84,7 +85,8 @@ def check_backbone(table: LabelTable, model: ModelConfig) -> None:
 
 
 def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fraction: float, k: int, seed: int,
-                        cache: bool, progress: bool = False) -> TrainingData:
+                        cache: bool, progress: bool = False, image_cache: str | os.PathLike | None = None
+                        ) -> TrainingData:
     """Split the training rows of ``table`` into fit/val parts and mine their neighbours.
 
     Args:
@@ -96,6 +98,7 @@ def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fr
         seed: the run's seed (fixes the validation part).
         cache: decode images once into memory (image tables only).
         progress: show progress bars.
+        image_cache: an image cache of the table at ``spec.source_size``, read instead of the files.
     """
     train = table.split("train")
     if len(train) == 0:
@@ -106,10 +109,11 @@ def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fr
         if not isinstance(spec, TransformSpec):
             raise ConfigError(f"dataset {table.name!r} holds images; build_training_data needs their TransformSpec, "
                               f"got {spec!r}")
-        fit = LabelTableDataset(fit_table, TrainTransform(spec), cache=cache, progress=progress)
-        fit_eval = LabelTableDataset(fit_table, TestTransform(spec), cache=False)
+        fit_load, val_load = (image_loader(part, spec, image_cache) for part in (fit_table, val_table))
+        fit = LabelTableDataset(fit_table, TrainTransform(spec), cache=cache, progress=progress, loader=fit_load)
+        fit_eval = LabelTableDataset(fit_table, TestTransform(spec), cache=False, loader=fit_load)
         fit_eval.cached = fit.cached  # share the decoded images
-        val = LabelTableDataset(val_table, TestTransform(spec), cache=cache, progress=progress)
+        val = LabelTableDataset(val_table, TestTransform(spec), cache=cache, progress=progress, loader=val_load)
     else:
         spec = FeatureSpec.fit(fit_table)  # the fit part only: validation and test rows are never looked at
         fit = FeatureTableDataset(fit_table, spec)

@@ -56,16 +56,17 @@ def forward_images(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDat
 
 
 def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,
-                    batch_size: int = 128, device: str = "auto", progress: bool = False) -> LabelTable:
+                    batch_size: int = 128, device: str = "auto", progress: bool = False,
+                    image_cache: str | os.PathLike | None = None) -> LabelTable:
     """The backbone embeddings Φcnn(image) of every item (the checkpoint's test preprocessing) as a feature
-    label table.
+    label table. ``image_cache`` is read instead of the files when the checkpoint's spec resizes a source.
 
     ``out`` has ``feat_0 … feat_{D-1}`` in place of ``path``, the same ``image_id``, ``split``
     and labels, and the checkpoint and table hashes in its source.
     """
     model, spec, names, _ = load_model(checkpoint)
     table = read_label_table(table_path, expect_labels=names)
-    feats, _ = forward_images(model, eval_dataset(table, spec), batch_size=batch_size,
+    feats, _ = forward_images(model, eval_dataset(table, spec, image_cache), batch_size=batch_size,
                               device=pick_device(device), progress=progress)  # (N, D)
     frame = pd.DataFrame(feats, columns=[f"{FEATURE_PREFIX}{i}" for i in range(feats.shape[1])])
     frame.insert(0, "image_id", table.frame["image_id"].to_numpy())

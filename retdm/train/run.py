@@ -55,10 +55,13 @@ def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:
 
 def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig,
                  method: str = "retdm", stages: tuple[str, ...] | None = None, *, progress: bool = True,
-                 on_epoch_end=None) -> Path:
+                 on_epoch_end=None, image_cache: str | os.PathLike | None = None) -> Path:
     """Train ``method`` on the table at ``table_path``, running ``stages`` (default: all it needs).
 
     A stage reads the best checkpoint of the stage before it, which must exist (run it first).
+    With ``cfg.data.image_cache``, ``image_cache`` (built at ``cfg.data.resize`` by
+    ``retdm.data.image_cache.build_image_cache``) is read instead of decoding the image files; the
+    result is the same without it, only slower.
 
     Returns:
         The best checkpoint of the last stage run.
@@ -75,11 +78,11 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         network = tuple(s for s in stages if s in STAGE_FUNCTIONS)
         if network:
             best = train_network(table_path, out_dir, cfg, method, network, progress=progress,
-                                 on_epoch_end=on_epoch_end)
+                                 on_epoch_end=on_epoch_end, image_cache=image_cache)
         if "features" in stages:
             best = stage_dir(out_dir, method, "features") / FEATURES_FILE
             export_features(stage_dir(out_dir, method, "pretrain") / "best.pt", table_path, best,
-                            device=cfg.device, progress=progress)
+                            device=cfg.device, progress=progress, image_cache=image_cache)
         if "fit" in stages:
             best = fit_estimator(stage_dir(out_dir, method, "features") / FEATURES_FILE,
                                  stage_dir(out_dir, method, "fit"), method, cfg.estimator, cfg.seed, cfg.to_dict(),
@@ -88,7 +91,8 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
 
 
 def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig, method: str,
-                  stages: tuple[str, ...], *, progress: bool, on_epoch_end) -> Path:
+                  stages: tuple[str, ...], *, progress: bool, on_epoch_end,
+                  image_cache: str | os.PathLike | None = None) -> Path:
     """The network stages (pretrain, embed, finetune) of ``train_method``; ``cfg`` is resolved."""
     spec = METHODS.get(method)
     table = read_label_table(table_path)
@@ -97,10 +101,12 @@ def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig
     torch.manual_seed(cfg.seed)
     in_features = None if table.has_images else len(table.feature_columns)
     model = build_model(cfg, table.num_labels, in_features=in_features)
-    transform = (TransformSpec(cfg.data.image_size, cfg.data.resize, model.backbone.mean, model.backbone.std)
+    transform = (TransformSpec(cfg.data.image_size, cfg.data.resize, model.backbone.mean, model.backbone.std,
+                               source_size=cfg.data.resize if cfg.data.image_cache else 0)
                  if table.has_images else None)  # a feature table's standardisation is fitted on its fit part
     data = build_training_data(table, transform, val_fraction=cfg.data.val_fraction, k=cfg.loss.k, seed=cfg.seed,
-                               cache=cfg.data.cache_images, progress=progress)
+                               cache=cfg.data.cache_images, progress=progress,
+                               image_cache=image_cache if cfg.data.image_cache else None)
     full = cfg.to_dict()
     record: dict[str, Any] = {
         "method": method, "config": full, "label_names": list(table.label_names),
