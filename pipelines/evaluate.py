@@ -6,6 +6,7 @@ Usage: ``python -m pipelines.evaluate DATASET METHOD``.
 
 from __future__ import annotations
 
+from pipelines.cache import image_cache
 from pipelines.params import Layout, load_params, stage_main
 from retdm.evaluate import evaluate_method
 
@@ -16,9 +17,11 @@ def main(dataset: str, method: str) -> None:
     layout = Layout(dataset)
     out = layout.evaluation(method)
     applied = {"evaluate": params["evaluate"], "methods": {method: params["methods"].get(method)},
-               "train": params["train"], "profile": params["profile"], "seed": params["seed"]}
+               "train": params["train"], "profile": params["profile"], "seed": params["seed"],
+               "dataset_train": params["datasets"][dataset]["train"]}
     evaluate_method(layout.runs, method, layout.table, out / "metrics.parquet", out / "predictions.parquet",
-                    threshold=params["evaluate"]["threshold"], extra={"params": applied})
+                    threshold=params["evaluate"]["threshold"], extra={"params": applied},
+                    image_cache=image_cache(params, dataset))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Usage: ``python -m pipelines.features DATASET``.
 
 from __future__ import annotations
 
-from pipelines.params import Layout, stage_main
+from pipelines.cache import image_cache
+from pipelines.params import Layout, load_params, stage_main
 from retdm.methods import stage_dir
 from retdm.train.features import export_features
 
@@ -14,7 +15,8 @@ from retdm.train.features import export_features
 def main(dataset: str) -> None:
     """python -m pipelines.features DATASET: export the BCE backbone's features of every image."""
     layout = Layout(dataset)
-    export_features(stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.table, layout.features)
+    export_features(stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.table, layout.features,
+                    image_cache=image_cache(load_params(), dataset))
 
 
 if __name__ == "__main__":

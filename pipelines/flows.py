@@ -87,7 +87,7 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
 def parallel_stages(params: dict[str, Any], cores: int | None = None) -> int:
     """How many stages may run at once: the cores over the torch threads of one stage."""
     cores = cores or os.cpu_count() or 1
-    threads = max(train_config(params, m).threads or cores for m in params["methods"])
+    threads = max(train_config(params, m, d).threads or cores for m in params["methods"] for d in params["datasets"])
     return max(1, cores // threads)
 
 

@@ -82,7 +82,7 @@ class _Check:
 
 
 def check_label_table(table_path, root, declared_labels: list[str], *, dataset: str = "",
-                      test_fraction: float = 0.2, tolerance: float = 0.02,
+                      test_fraction: float | None = 0.2, tolerance: float = 0.02,
                       sample_images: int = 32, seed: int = 0) -> LabelCheckReport:
     """Check a label table with Great Expectations and report every failed expectation.
 
@@ -91,7 +91,7 @@ def check_label_table(table_path, root, declared_labels: list[str], *, dataset: 
         root: directory the ``path`` column is relative to.
         declared_labels: the label names the dataset declares, in column order.
         dataset: dataset name, for the report.
-        test_fraction: expected share of ``test`` rows.
+        test_fraction: expected share of ``test`` rows; ``None`` for an official split (any share in [0, 1]).
         tolerance: allowed absolute deviation of the test share from ``test_fraction``.
         sample_images: how many images (a seeded sample) must exist and decode; 0 skips that check,
             as do feature tables.
@@ -198,6 +198,8 @@ def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_imag
     if "split" in cols:
         frames["train"] = frame[frame["split"] == "train"].reset_index(drop=True)
         frames["split"] = pd.DataFrame({"is_test": (frame["split"] == "test").astype(float).to_numpy()})
+    if test_fraction is None:  # an official split (COCO, VOC, NUS-WIDE, MULAN): kept, whatever its share
+        test_fraction, tolerance = 0.5, 0.5
     low, high = max(0.0, test_fraction - tolerance), min(1.0, test_fraction + tolerance)
     column_check("split", "split",
                  f"have a test share in [{low:.3f}, {high:.3f}] (test_fraction {test_fraction} ± {tolerance})",

@@ -3,7 +3,9 @@
 The paths here and in ``dvc.yaml`` are the same layout, per dataset ``<ds>``::
 
     data/<ds>/raw/                         download: images/ + labels.parquet
+    data/<ds>/download/                    download: fetched and extracted archives (not a DVC output)
     data/<ds>/split.parquet                split: the table with its 80/20 split
+    data/<ds>/cache/                       cache: images decoded and resized once (data.image_cache)
     reports/validation/<ds>.{json,html}    validate: Great Expectations report
     runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
     runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
@@ -49,6 +51,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
     check_method_groups(params, path)
+    for name, spec in (params["datasets"] or {}).items():
+        absent = [k for k in ("source", "official_split", "train") if not isinstance(spec, dict) or k not in spec]
+        if absent:
+            raise ConfigError(f"{path}: datasets.{name} lacks {absent}; every dataset names its `source`, whether "
+                              f"to keep its `official_split` (true/false) and its `train` overrides (`train: {{}}` "
+                              f"for none); dvc.yaml lists them as params")
     return params
 
 
@@ -83,9 +91,11 @@ def dotted(tree: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train_config(params: dict[str, Any], method: str) -> TrainConfig:
-    """The profile ← ``train`` ← ``methods.<method>`` ← ``seed``.
+def train_config(params: dict[str, Any], method: str, dataset: str | None = None) -> TrainConfig:
+    """The profile ← ``train`` ← ``datasets.<dataset>.train`` ← ``methods.<method>`` ← ``seed``.
 
+    ``datasets.<dataset>.train`` may name its own ``profile`` (e.g. ``lite`` for real photographs
+    beside the ``cpu`` default of ``synthetic``), which then replaces the top-level one.
     A RETDM variant continues the shared pretrain stage, so its own overrides may not touch the
     sections that stage depends on (they would silently differ from the model it starts from).
     """
@@ -96,7 +106,9 @@ def train_config(params: dict[str, Any], method: str) -> TrainConfig:
     if shared and method != "bce":
         raise ConfigError(f"params.yaml methods.{method}: {shared} belong to the shared pretrain stage; "
                           f"set them under `train` for every method")
-    return load_config(params["profile"], {**dotted(params["train"]), **own, "seed": params["seed"]})
+    per_dataset = dotted(dataset_spec(params, dataset).get("train")) if dataset is not None else {}
+    profile = per_dataset.pop("profile", params["profile"])
+    return load_config(profile, {**dotted(params["train"]), **per_dataset, **own, "seed": params["seed"]})
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,16 @@ class Layout:
     @property
     def raw(self) -> Path:
         return self.root / "data" / self.dataset / "raw"
+
+    @property
+    def downloads(self) -> Path:
+        """Where the download stage fetches and extracts official archives (not a DVC output:
+        tens of GB; the label table records their checksums)."""
+        return self.root / "data" / self.dataset / "download"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "data" / self.dataset / "cache"
 
     @property
     def table(self) -> Path:

@@ -27,7 +27,7 @@ def main(dataset: str) -> None:
         raise DataError(f"{layout.table}: split table not found; run `dvc repro split@{dataset}` first")
     declared = spec.get("labels") or declared_labels(spec.get("source", ""), layout.table)
     report = check_label_table(layout.table, layout.raw, list(declared), dataset=dataset,
-                               test_fraction=params["split"]["test_fraction"],
+                               test_fraction=None if spec.get("official_split") else params["split"]["test_fraction"],
                                tolerance=params["validate"]["tolerance"],
                                sample_images=params["validate"]["sample_images"], seed=params["split"]["seed"])
     json_path, html_path = layout.validation

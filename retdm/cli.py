@@ -252,11 +252,9 @@ def methods() -> None:
 @main.command()
 def datasets() -> None:
     """List the registered dataset importers."""
-    import retdm.data.folder  # noqa: F401  (registers "folder")
-    import retdm.data.synthetic  # noqa: F401  (registers "synthetic")
-    from retdm.data.registry import DATASETS
+    from retdm.data.registry import load_importers
 
-    _list(DATASETS)
+    _list(load_importers())
 
 
 if __name__ == "__main__":

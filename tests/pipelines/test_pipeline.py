@@ -150,7 +150,7 @@ def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(meta),
                    tmp_path / "mine/labels.parquet")
     set_params(repo, datasets={"mine": {"source": "table", "table": str(tmp_path / "mine/labels.parquet"),
-                                        "official_split": False}})
+                                        "official_split": False, "train": {}}})
     proc = sh(repo, "dvc", "repro", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
@@ -177,7 +177,7 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     finally:
         os.environ["PATH"] = path
     stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
-    assert [r["stage"] for r in ran][-1] == "compare" and len(ran) == len(stages) == 17 and all(r["ran"] for r in ran)
+    assert [r["stage"] for r in ran][-1] == "compare" and len(ran) == len(stages) == 18 and all(r["ran"] for r in ran)
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
@@ -202,3 +202,62 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     params["methods"]["retdm"] = {"threads": 8}  # the hungriest method sets the pace
     assert parallel_stages(params, cores=16) == 2
     assert parallel_stages({**params, "train": {}, "methods": {"bce": {}}}, cores=16) == 1  # 0: all cores each
+
+
+def write_mulan(root: Path, n: int = 200, seed: int = 0) -> dict[str, str]:
+    """A MULAN train/test ARFF pair (official split, 150 + 50 rows, one sparse) and its label XML."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    y = (x[:, :3] + rng.normal(scale=0.5, size=(n, 3)) > 0.3).astype(int)  # (N, 3), learnable
+    head = "@relation toy\n" + "".join(f"@attribute f{i} numeric\n" for i in range(8)) + \
+        "".join(f"@attribute L{j} {{0,1}}\n" for j in range(3)) + "@data\n"
+    rows = [",".join([*(f"{v:.5f}" for v in x[i]), *map(str, y[i])]) for i in range(n)]
+    (root / "toy-train.arff").write_text(head + "\n".join(rows[:150]) + "\n")
+    sparse = ["{" + ",".join(f"{j} {v}" for j, v in enumerate(r.split(",")) if float(v) != 0) + "}" for r in rows[150:]]
+    (root / "toy-test.arff").write_text(head + "\n".join(sparse) + "\n")
+    (root / "toy.xml").write_text('<labels xmlns="http://mulan.sourceforge.net/labels">'
+                                  + "".join(f'<label name="L{j}"/>' for j in range(3)) + "</labels>")
+    return {"arff": str(root / "toy-train.arff"), "test_arff": str(root / "toy-test.arff"), "xml": str(root / "toy.xml")}
+
+
+def test_official_releases_and_feature_datasets_run_through_the_same_stages(origin, tmp_path):
+    """`scene` from its official layout (read in place, through the image cache) and a MULAN
+    feature dataset (its official split kept, an MLP in place of the CNN) land in one comparison."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    from official_layouts import make_scene
+
+    targets = -np.ones((5, 40))
+    targets[np.arange(40) % 5, np.arange(40)] = 1  # one label each, 8 images per label
+    targets[0, ::4] = 1
+    make_scene(tmp_path / "miml", targets)
+    repo = clone(origin, tmp_path / "repo")
+    methods = ["bce", "retdm", "mlknn"]
+    set_params(repo, datasets={
+        "scene": {"source": "scene", "from": str(tmp_path / "miml"), "official_split": False,
+                  "train": {"data": {"image_cache": True}}},
+        "toy": {"source": "mulan", "options": write_mulan(tmp_path), "official_split": True,
+                "train": {"profile": "features", "data": {"batch_size": 16}}},
+    }, methods={m: {} for m in methods}, retdm_variants=["retdm"], deep_baselines=[], feature_methods=["mlknn"])
+    sh(repo, "dvc", "repro")
+    table = pd.read_parquet(repo / "results/comparison.parquet")
+    ours = table[table["source"] == "ours"]
+    assert sorted(zip(ours["dataset"], ours["method"])) == sorted((d, m) for d in ("scene", "toy") for m in methods)
+    assert set(table.loc[table["source"] == "paper", "dataset"]) == {"scene"}  # Table II beside our scene rows
+    raw = pd.read_parquet(repo / "data/scene/raw/labels.parquet")
+    assert len(raw) == 40 and (repo / "data/scene/raw" / raw["path"][0]).resolve().is_relative_to(tmp_path / "miml")
+    cache = json.loads((repo / "data/scene/cache/cache.json").read_text())
+    assert cache["count"] == 40 and cache["size"] == TINY["data"]["resize"]
+    assert (repo / "data/toy/cache/NOT_BUILT.txt").is_file()
+    toy = pd.read_parquet(repo / "data/toy/split.parquet")
+    assert (toy["split"] == "test").sum() == 50 and [c for c in toy.columns if c.startswith("feat_")][-1] == "feat_7"
+    from retdm.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(repo / "runs/toy/bce/pretrain/best.pt")["config"]["model"]["backbone"] == "mlp"
+    scene = load_checkpoint(repo / "runs/scene/bce/pretrain/best.pt")
+    assert scene["transform"]["source_size"] == TINY["data"]["resize"]
+    assert "| retdm (paper) |" in (repo / "reports/comparison.md").read_text()
+    assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
