@@ -138,7 +138,8 @@ SOURCES: dict[str, DatasetSource] = {
     "scene": DatasetSource(
         "scene", "MIML natural scene images (2000 images, 5 labels)", "http://www.lamda.nju.edu.cn/data_MIMLimage.ashx",
         "MIML image data (Zhou & Zhang, LAMDA, Nanjing University), for academic use only",
-        layout=("original/*.jpg", "**/miml data.mat"),  # officially processed/miml data.mat
+        # Officially processed/miml data.mat; data.csv is the 0/1 table some copies carry instead.
+        layout=("original/*.jpg", "**/miml data.mat | data.csv"),
         files=(SourceFile("http://www.lamda.nju.edu.cn/files/miml-image-data.rar", "miml-image-data.rar",
                           extracts_to=("original", "processed"), nested=("original.rar", "processed.rar"),
                           hint="it holds original.rar and processed.rar: extract them so that original/*.jpg and "
@@ -257,7 +258,8 @@ def obtain(dataset: str | DatasetSource, dest: str | os.PathLike, *, from_path: 
 
 
 def missing_layout(source: str | DatasetSource, folder: str | os.PathLike) -> list[str]:
-    """Entries of the dataset's layout that ``folder`` lacks (a glob counts when anything matches).
+    """Entries of the dataset's layout that ``folder`` lacks (a glob counts when anything matches; an
+    entry ``a | b`` when either alternative is there).
 
     Args:
         source: a name in ``SOURCES`` or a ``DatasetSource``.
@@ -267,8 +269,12 @@ def missing_layout(source: str | DatasetSource, folder: str | os.PathLike) -> li
         The missing layout entries, in catalogue order (empty when complete).
     """
     src, folder = _source(source), Path(folder)
-    return [e for e in src.layout if not (next(folder.glob(e), None) if any(c in e for c in "*?[") else
-                                          (folder / e).exists())]
+
+    def present(entry: str) -> bool:
+        return next(folder.glob(entry), None) is not None if any(c in entry for c in "*?[") else \
+            (folder / entry).exists()
+
+    return [e for e in src.layout if not any(present(alt.strip()) for alt in e.split("|"))]
 
 
 def describe(dataset: str | DatasetSource) -> str:

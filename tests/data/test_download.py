@@ -380,9 +380,12 @@ def test_obtain_rar_without_a_tool_points_to_from(server, tmp_path, monkeypatch)
     assert "--from" in str(err.value) and (tmp_path / "r" / "data.rar").is_file()
 
 
-def test_scene_layout_finds_the_mat_file_anywhere_below(tmp_path):
+def test_scene_layout_finds_the_mat_file_anywhere_below_or_a_data_csv(tmp_path):
     (tmp_path / "original").mkdir()
     (tmp_path / "original/1.jpg").write_bytes(b"x")
-    assert missing_layout("scene", tmp_path) == ["**/miml data.mat"]
+    assert missing_layout("scene", tmp_path) == ["**/miml data.mat | data.csv"]
     (tmp_path / "miml data.mat").write_bytes(b"m")  # what `unrar e processed.rar` leaves
+    assert missing_layout("scene", tmp_path) == []
+    (tmp_path / "miml data.mat").unlink()
+    (tmp_path / "data.csv").write_text("image,desert\n")  # the 0/1 table some copies carry
     assert missing_layout("scene", tmp_path) == []
