@@ -25,13 +25,13 @@ class RetdmGroup(click.Group):
             sys.exit(1)
 
 
-def parse_overrides(pairs: tuple[str, ...]) -> dict:
+def parse_overrides(pairs: tuple[str, ...], option: str = "--set") -> dict:
     """``("loss.alpha=0.5", …)`` → ``{"loss.alpha": 0.5}``, values parsed as YAML scalars."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE (e.g. loss.alpha=0.5), got {pair!r}", param_hint="--set")
+            raise click.BadParameter(f"expected KEY=VALUE (e.g. loss.alpha=0.5), got {pair!r}", param_hint=option)
         out[key.strip()] = yaml.safe_load(value)
     return out
 
@@ -86,12 +86,75 @@ def data_import(images_dir: Path, csv_path: Path, out: Path | None, separator: s
     click.echo(f"wrote {len(table)} images with labels {list(table.label_names)} to {out or images_dir / 'labels.parquet'}")
 
 
+OFFICIAL_SOURCES = ("scene", "mirflickr", "coco", "voc2007", "nuswide")
+
+
+@data.command("get")
+@click.argument("name", type=click.Choice(OFFICIAL_SOURCES))
+@click.option("--from", "from_path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A folder holding the official layout (used in place) or its archives (checked, then extracted "
+                   "into --to). Without it the archives are downloaded.")
+@click.option("--to", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where archives are downloaded and extracted [default: data/NAME/download].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label table to write [default: data/NAME/labels.parquet].")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="An importer option, e.g. --option keep_unannotated=true (coco), --option difficult=ignore (voc2007).")
+@click.option("--offline", is_flag=True, help="Never download; say which files to place where instead.")
+def data_get(name: str, from_path: Path | None, dest: Path | None, out: Path | None, options: tuple[str, ...],
+             offline: bool) -> None:
+    """Get an official release (download or --from) and import it into a label table.
+
+    \b
+    Resumable downloads, checked against the published md5; a file that fails the check is
+    kept aside as *.bad. `retdm data describe NAME` says what will be fetched.
+    """
+    from retdm.data.download import obtain
+    from retdm.data.registry import load_importers
+
+    importer = load_importers().get(name)
+    root = obtain(name, dest or Path("data") / name / "download", from_path=from_path, offline=offline)
+    out = out or Path("data") / name / "labels.parquet"
+    table = importer(root, out, **parse_overrides(options, "--option"))
+    click.echo(f"wrote {len(table)} images with {table.num_labels} labels of {name} from {root} to {out}")
+
+
+@data.command("describe")
+@click.argument("name", type=click.Choice((*OFFICIAL_SOURCES, "mulan")))
+def data_describe(name: str) -> None:
+    """What getting an official dataset involves: files, sizes, checksums, licence, layout."""
+    from retdm.data.download import describe
+
+    click.echo(describe(name))
+
+
+@data.command("mulan")
+@click.argument("arff", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("xml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--test-arff", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The official test file (e.g. yeast-test.arff with ARFF yeast-train.arff): keeps MULAN's split.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Label table to write [default: beside ARFF, labels.parquet].")
+@click.option("--test-fraction", default=0.2, show_default=True, help="Test share without --test-arff.")
+@click.option("--seed", default=0, show_default=True, help="Seed of that split.")
+def data_mulan(arff: Path, xml: Path, test_arff: Path | None, out: Path | None, test_fraction: float,
+               seed: int) -> None:
+    """Import a MULAN feature dataset (ARFF + label XML); train it with --profile features (an MLP)."""
+    from retdm.data.mulan import import_mulan
+
+    table = import_mulan(arff, xml, out, test_arff=test_arff, test_fraction=test_fraction, seed=seed)
+    click.echo(f"wrote {len(table)} rows, {len(table.feature_columns)} features, labels {list(table.label_names)}"
+               f" to {out or arff.parent / 'labels.parquet'}")
+
+
 def config_options(f):
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config key, e.g. --set loss.alpha=0.5 --set pretrain.epochs=3.")(f)
     f = click.option("--seed", type=int, default=None, help="Seed (overrides the profile's).")(f)
     return click.option("--profile", default="cpu", show_default=True,
-                        help="Config profile from retdm/profiles.yaml: cpu (small CNN, 64 px) or paper (VGG-16, 224 px).")(f)
+                        help="Config profile from retdm/profiles.yaml: cpu (small CNN, 64 px), lite "
+                             "(EfficientNet-Lite0 from ImageNet, 128 px), features (an MLP, for MULAN feature "
+                             "tables) or paper (VGG-16, 224 px).")(f)
 
 
 def resolve_config(profile: str, overrides: tuple[str, ...], seed: int | None):
@@ -180,13 +243,16 @@ def predict(checkpoint: Path, images: Path, out: Path, threshold: float) -> None
 
     from retdm.data.dataset import LabelTableDataset
     from retdm.data.table import LabelTable
-    from retdm.data.transforms import TestTransform
+    from retdm.data.transforms import TestTransform, TransformSpec
     from retdm.errors import DataError
     from retdm.evaluate import predict_scores, provenance
     from retdm.provenance import write_parquet
     from retdm.train.checkpoint import load_model
 
     model, spec, names, record = load_model(checkpoint)
+    if not isinstance(spec, TransformSpec):
+        raise DataError(f"{checkpoint} was trained on feature vectors ({record.get('dataset')!r}), not images; "
+                        f"score a feature table with `retdm evaluate` instead")
     if not images.is_dir():
         raise DataError(f"{images}: image folder not found")
     files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -230,10 +296,11 @@ def lineage(result: Path, lock: Path, as_json: bool) -> None:
 
 @main.command()
 def backbones() -> None:
-    """List the registered image backbones (Φcnn)."""
-    from retdm.models.backbones import BACKBONES
+    """List the registered backbones: image networks (Φcnn) and, for feature tables, feature networks."""
+    from retdm.models.backbones import BACKBONES, FEATURE_BACKBONES
 
     _list(BACKBONES)
+    _list(FEATURE_BACKBONES)
 
 
 @main.command()

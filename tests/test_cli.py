@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,8 @@ def run(*args):
     return result.exit_code, result.stdout, result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["data", "synth"], ["data", "import"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["data", "synth"], ["data", "import"],
+                                     ["data", "get"], ["data", "mulan"]])
 def test_every_command_has_help(command):
     code, out, _ = run(*command, "--help")
     assert code == 0 and "Usage:" in out and len(out.splitlines()) > 5
@@ -27,7 +29,30 @@ def test_listings():
     methods = {line.split()[0]: line for line in run("methods")[1].splitlines()}
     assert {"bce", "retdm", "retdm_oneway", "asl", "center_loss", "mlknn", "lmmo_knn", "mlspl", "c2ae"} == set(methods)
     assert "pretrain → features → fit" in methods["mlknn"] and "pretrain → embed → finetune" in methods["retdm"]
-    assert {"synthetic", "folder"} <= set(line.split()[0] for line in run("datasets")[1].splitlines())
+    assert {"synthetic", "folder", "scene", "mirflickr", "coco", "voc2007", "nuswide", "mulan"} == set(
+        line.split()[0] for line in run("datasets")[1].splitlines())
+    assert "mlp" in run("backbones")[1]
+
+
+def test_data_get_imports_an_official_layout_in_place_and_says_what_to_fetch_offline(tmp_path, monkeypatch):
+    import numpy as np
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    from official_layouts import make_scene
+
+    targets = -np.ones((5, 6))
+    targets[np.arange(6) % 5, np.arange(6)] = 1
+    make_scene(tmp_path / "miml", targets)
+    code, out, err = run("data", "get", "scene", "--from", tmp_path / "miml", "--out", tmp_path / "scene.parquet")
+    assert code == 0 and "wrote 6 images with 5 labels" in out, err
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("data", "get", "voc2007", "--offline")
+    assert code == 1 and "data/voc2007/download/VOCtest_06-Nov-2007.tar (md5 b6e924de25625d8de591ea690078ad9f" in err
+    code, _, err = run("data", "get", "voc2007", "--from", tmp_path / "miml")
+    assert code == 1 and "VOCdevkit/VOC2007/JPEGImages" in err
+    code, out, _ = run("data", "describe", "mirflickr")
+    assert code == 0 and "a23d0a8564ee84cda5622a6c2f947785" in out
 
 
 def test_unknown_names_list_the_valid_ones(tiny_table, tmp_path):
