@@ -35,8 +35,9 @@ def test_listings():
 
 
 def test_data_get_imports_an_official_layout_in_place_and_says_what_to_fetch_offline(tmp_path, monkeypatch):
-    import numpy as np
     import sys
+
+    import numpy as np
 
     sys.path.insert(0, str(Path(__file__).parent / "data"))
     from official_layouts import make_scene
