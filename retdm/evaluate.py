@@ -15,7 +15,7 @@ import pandas as pd
 
 from retdm import __version__
 from retdm.data.dataset import FeatureTableDataset, LabelTableDataset, eval_dataset
-from retdm.data.table import LabelTable, read_label_table
+from retdm.data.table import LabelTable, ignore_mask, read_label_table
 from retdm.errors import DataError
 from retdm.methods import METHODS
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
@@ -54,7 +54,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.Path
     part = table.split(split)
     dataset = eval_dataset(part, spec, image_cache)
     scores = predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
-    return evaluate(part.labels(), scores, threshold=threshold), scores, part, record
+    return score_part(part, scores, table_path, threshold), scores, part, record
+
+
+def score_part(part: LabelTable, scores: np.ndarray, table_path: str | os.PathLike, threshold: float
+               ) -> dict[str, float]:
+    """The metrics of ``scores`` on ``part`` of the table at ``table_path``, leaving out the entries
+    the table marks as ignored (e.g. VOC's difficult objects with ``difficult: ignore``)."""
+    return evaluate(part.labels(), scores, threshold=threshold, ignore=ignore_mask(table_path, part))
 
 
 def metrics_frame(metrics: dict[str, float], *, dataset: str, method: str, seed: int) -> pd.DataFrame:
@@ -116,8 +123,10 @@ def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | 
         if not np.array_equal(part.frame["image_id"].to_numpy(), expected.frame["image_id"].to_numpy()):
             raise DataError(f"{record['data_path']}: its test images differ from those of {table_path}; "
                             f"re-run the features stage")
-        metrics = evaluate(part.labels(), scores, threshold=threshold)
-    info = {**provenance(checkpoint, record, "test", threshold), **(extra or {})}
+        metrics = score_part(part, scores, table_path, threshold)
+    ignored = ignore_mask(table_path, part)
+    info = {**provenance(checkpoint, record, "test", threshold), **(extra or {}),
+            "ignored_entries": 0 if ignored is None else int(ignored.sum())}
     frame = metrics_frame(metrics, dataset=part.name, method=method, seed=record["config"]["seed"])
     write_parquet(predictions_frame(part, scores), predictions_out, info)
     write_parquet(frame, metrics_out, info)

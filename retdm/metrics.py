@@ -20,6 +20,11 @@
 - ``mAP``: mean over classes with a positive of sklearn's step-wise ``average_precision_score``
   (precision taken at each distinct score); ``nan`` when no class has a positive.
 
+- ``ignore`` (optional (N, M) bool, e.g. VOC's "difficult" objects): an ignored (image, label)
+  entry is left out of every metric, as if that label did not exist for that image: out of the
+  counts of the thresholded metrics, out of the ranking of its row (a row's label count is its
+  non-ignored labels) and out of its class's AP.
+
 Lower is better for the keys in ``LOWER_IS_BETTER``; higher for the rest.
 """
 
@@ -41,6 +46,18 @@ def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().double().numpy()
     return np.asarray(x)
+
+
+def _check_ignore(ignore: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``ignore`` as a (N, M) bool array; ValueError when its shape differs or it leaves a row empty."""
+    mask = _to_numpy(ignore)
+    if mask.shape != shape:
+        raise ValueError(f"expected ignore of shape {shape} like y_true, got {mask.shape}")
+    mask = mask.astype(bool)
+    if mask.all(axis=1).any():
+        row = int(np.flatnonzero(mask.all(axis=1))[0])
+        raise ValueError(f"ignore leaves row {row} without any label to score; drop that row instead")
+    return mask
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -101,13 +118,14 @@ def _check(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
     return t.astype(bool, copy=False), s
 
 
-def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, float]:
+def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5, ignore: Any = None) -> dict[str, float]:
     """Compute every metric of ``METRIC_KEYS`` (conventions in the module docstring).
 
     Args:
         y_true: (N, M) 0/1 labels (bool, int or float; numpy array or torch tensor).
         y_score: (N, M) scores, e.g. probabilities (numpy array or torch tensor).
         threshold: a label is predicted positive where its score is ``>= threshold``.
+        ignore: optional (N, M) bool, entries left out of every metric (module docstring).
 
     Returns:
         A dict from each key of ``METRIC_KEYS`` to a Python float (``mAP`` is nan when no class
@@ -119,10 +137,15 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, flo
     """
     y, s = _check(y_true, y_score)  # (N, M) bool, (N, M) float64
     n, m = y.shape
+    keep = np.ones_like(y) if ignore is None else ~_check_ignore(ignore, y.shape)  # (N, M) bool
+    y = y & keep
+    # An ignored entry scores -inf: below every kept one, so it never counts as scoring ">=" one.
+    s = np.where(keep, s, -np.inf)  # (N, M)
+    m_row = np.count_nonzero(keep, axis=1)  # (N,) labels that count in each row
     out: dict[str, Any] = {}  # numpy scalars, turned into floats on return
 
     # Thresholded metrics from per-class counts.
-    pred = s >= threshold  # (N, M)
+    pred = (s >= threshold) & keep  # (N, M)
     tp = np.count_nonzero(pred & y, axis=0)  # (M,)
     n_pred = np.count_nonzero(pred, axis=0)  # (M,)
     n_pos = np.count_nonzero(y, axis=0)  # (M,)
@@ -133,7 +156,7 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, flo
     op, orec = _div(tp.sum(), n_pred.sum()), _div(tp.sum(), n_pos.sum())
     out["OP"], out["OR"] = op, orec  # micro P/R over all (sample, label) pairs
     out["OF1"] = _div(2 * op * orec, op + orec)  # harmonic mean of OP and OR
-    out["hamming_loss"] = np.count_nonzero(pred != y) / (n * m)  # sklearn hamming_loss
+    out["hamming_loss"] = np.count_nonzero(pred != y) / keep.sum()  # sklearn hamming_loss
 
     # Ranking metrics: for each relevant label r of row i, a = #labels and t = #relevant
     # labels scoring >= s_ir (ties counted, i.e. worst rank).
@@ -141,7 +164,7 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, flo
     k = np.bincount(g, minlength=n)  # (N,) relevant labels per row
     # sklearn label_ranking_loss: pairs (relevant r, irrelevant i) with s_i >= s_r are wrong.
     wrong = np.bincount(g, weights=a - t, minlength=n)  # (N,)
-    out["ranking_loss"] = _div(wrong, k * (m - k)).mean()  # no or all relevant → 0
+    out["ranking_loss"] = _div(wrong, k * (m_row - k)).mean()  # no or all relevant → 0
     # one-error: top label (first index on ties) not relevant; no positive → error.
     top = np.argmax(s, axis=1)  # (N,)
     out["one_error"] = 1.0 - np.count_nonzero(y[np.arange(n), top]) / n
@@ -151,7 +174,7 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, flo
     out["coverage"] = (a[first_pos] - 1).sum() / n
     # sklearn LRAP: mean over relevant r of t / a; a row with no or all labels relevant → 1.
     lrap = _div(np.bincount(g, weights=t / a, minlength=n), k)  # (N,)
-    lrap[(k == 0) | (k == m)] = 1.0
+    lrap[(k == 0) | (k == m_row)] = 1.0
     out["average_precision"] = lrap.mean()
 
     # mAP: sklearn average_precision_score per class = sum over positives of the precision

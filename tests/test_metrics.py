@@ -173,3 +173,36 @@ def test_module_does_not_import_sklearn():
     code = "import sys, retdm.metrics; assert not any(m.startswith('sklearn') for m in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ignored_entries_are_as_if_absent(seed):
+    """With an ignore mask, every metric equals the unmasked metric of the problem without those
+    entries: per row for the ranking metrics, per class for the class metrics, over all kept
+    (image, label) pairs for the overall ones."""
+    rng = np.random.default_rng(seed)
+    n, m = 40, 6
+    y = rng.random((n, m)) < 0.35
+    s = np.round(rng.random((n, m)), 1)  # ties on purpose
+    ignore = rng.random((n, m)) < 0.15
+    ignore[ignore.all(axis=1), 0] = False
+    got = evaluate(y, s, ignore=ignore)
+    rows = [evaluate(y[i, ~ignore[i]][None], s[i, ~ignore[i]][None]) for i in range(n)]
+    for key in ("ranking_loss", "one_error", "coverage", "average_precision"):
+        assert got[key] == pytest.approx(np.mean([r[key] for r in rows])), key
+    cols = [evaluate(y[~ignore[:, j], j][:, None], s[~ignore[:, j], j][:, None]) for j in range(m)]
+    for key in ("CP", "CR", "macro_F1"):
+        assert got[key] == pytest.approx(np.mean([c[key] for c in cols])), key
+    assert got["mAP"] == pytest.approx(np.mean([c["mAP"] for c in cols if not np.isnan(c["mAP"])]))
+    flat = evaluate(y[~ignore][:, None], s[~ignore][:, None])
+    for key in ("OP", "OR", "OF1", "hamming_loss"):
+        assert got[key] == pytest.approx(flat[key]), key
+    assert evaluate(y, s, ignore=np.zeros_like(ignore)) == evaluate(y, s)
+
+
+def test_ignore_must_match_and_leave_something_to_score():
+    y, s = np.eye(3, dtype=bool), np.eye(3)
+    with pytest.raises(ValueError, match=r"ignore of shape \(3, 3\).*\(2, 3\)"):
+        evaluate(y, s, ignore=np.zeros((2, 3), dtype=bool))
+    with pytest.raises(ValueError, match="row 1 without any label"):
+        evaluate(y, s, ignore=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=bool))

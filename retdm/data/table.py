@@ -33,6 +33,7 @@ SPLITS = ("train", "test")
 RESERVED = ("image_id", "path", "split")
 FEATURE_PREFIX = "feat_"
 META_PREFIX = "retdm."
+IGNORE_KEY = f"{META_PREFIX}ignore"
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,16 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def write_label_table(table: LabelTable, path: str | os.PathLike) -> Path:
-    """Write ``table`` to ``path`` atomically, with its label order and source in the metadata."""
+def write_label_table(table: LabelTable, path: str | os.PathLike, *, ignore: dict[str, list[str]] | None = None
+                      ) -> Path:
+    """Write ``table`` to ``path`` atomically, with its label order and source in the metadata.
+
+    Args:
+        table: the label table.
+        path: the Parquet file.
+        ignore: label → image_ids whose entry of that label is left out of every metric (VOC's
+            "difficult" objects); recorded as ``retdm.ignore``, read back by :func:`ignore_mask`.
+    """
     path = Path(path)
     frame = check_frame(table.frame, table.label_names, str(path))
     meta = {
@@ -156,6 +165,11 @@ def write_label_table(table: LabelTable, path: str | os.PathLike) -> Path:
         f"{META_PREFIX}dataset": json.dumps(table.name),
         f"{META_PREFIX}source": json.dumps(table.source),
     }
+    if ignore:
+        unknown = sorted(set(ignore) - set(table.label_names))
+        if unknown:
+            raise DataError(f"{path}: ignored entries name labels {unknown} that the table does not have")
+        meta[IGNORE_KEY] = json.dumps({k: list(v) for k, v in ignore.items()})
     if Path(os.path.abspath(table.root)) != Path(os.path.abspath(path.parent)):
         # Images live elsewhere (e.g. a split table beside the raw data): record where, relative to the table.
         meta[f"{META_PREFIX}root"] = json.dumps(os.path.relpath(os.path.abspath(table.root), os.path.abspath(path.parent)))
@@ -205,6 +219,21 @@ def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = N
         json.loads(meta.get(f"{META_PREFIX}dataset", '""')),
         json.loads(meta.get(f"{META_PREFIX}source", '""')),
     )
+
+
+def ignore_mask(path: str | os.PathLike, part: LabelTable) -> np.ndarray | None:
+    """The entries of ``part`` (rows of the table at ``path``) that metrics leave out.
+
+    Returns:
+        (N, M) bool in ``part``'s row and label order, or ``None`` when the table ignores nothing.
+    """
+    meta = pq.read_schema(path).metadata or {}
+    if IGNORE_KEY.encode() not in meta:
+        return None
+    listed = json.loads(meta[IGNORE_KEY.encode()])
+    ids = part.frame["image_id"].to_numpy()
+    mask = np.stack([np.isin(ids, listed.get(name, [])) for name in part.label_names], axis=1)  # (N, M)
+    return mask if mask.any() else None
 
 
 def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:

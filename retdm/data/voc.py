@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import META_PREFIX, LabelTable, atomic_write, write_label_table
+from retdm.data.table import IGNORE_KEY, LabelTable, write_label_table
 from retdm.errors import ConfigError, DataError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 DIFFICULT = ("negative", "ignore")
 PARTS = (("trainval", "train"), ("test", "test"))
-IGNORE_KEY = f"{META_PREFIX}ignore"
 
 
 @DATASETS.register("voc2007", help="PASCAL VOC 2007 (9,963 images, 20 classes, official trainval/test split): "
@@ -110,40 +107,10 @@ def import_voc2007(root: str | os.PathLike, out: str | os.PathLike | None = None
         },
     }
     table = LabelTable(frame, VOC_CLASSES, out.parent, name or "voc2007", json.dumps(source))
-    if difficult == "ignore":
-        write_with_metadata(table, out, {IGNORE_KEY: json.dumps(ignore)})
-    else:
-        write_label_table(table, out)
+    write_label_table(table, out, ignore=ignore if difficult == "ignore" else None)
     return table
 
 
-def write_with_metadata(table: LabelTable, out: str | os.PathLike, extra: dict[str, str]) -> Path:
-    """:func:`write_label_table` plus extra file-metadata keys, still atomic.
-
-    The table is written to a temporary file beside ``out``, the keys are added, and the result is
-    renamed onto ``out``; a failure leaves ``out`` as it was.
-
-    Args:
-        table: the label table.
-        out: the Parquet file to write.
-        extra: metadata key → JSON string, e.g. ``{"retdm.ignore": "{...}"}``.
-
-    Returns:
-        ``out``.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, base = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".base", dir=out.parent)
-    os.close(fd)
-    try:
-        write_label_table(table, base)
-        arrow = pq.read_table(base)
-        meta = {**(arrow.schema.metadata or {}), **{k.encode(): v.encode() for k, v in extra.items()}}
-        arrow = arrow.replace_schema_metadata(meta)
-        atomic_write(out, lambda tmp: pq.write_table(arrow, tmp))
-    finally:
-        Path(base).unlink(missing_ok=True)
-    return out
 
 
 def _find_voc2007(root: Path) -> Path:

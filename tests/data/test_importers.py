@@ -7,15 +7,25 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from official_layouts import (COCO_CATEGORIES, MIRFLICKR_POTENTIAL, MIRFLICKR_RELEVANT, SCENE_LABELS, VOC_CLASSES,
-                              make_coco, make_mirflickr, make_nuswide, make_scene, make_voc)
+from official_layouts import (
+    COCO_CATEGORIES,
+    MIRFLICKR_POTENTIAL,
+    MIRFLICKR_RELEVANT,
+    SCENE_LABELS,
+    VOC_CLASSES,
+    make_coco,
+    make_mirflickr,
+    make_nuswide,
+    make_scene,
+    make_voc,
+)
 
 from retdm.data.coco import import_coco
 from retdm.data.mirflickr import import_mirflickr
 from retdm.data.nuswide import import_nuswide
 from retdm.data.registry import DATASETS
 from retdm.data.scene import import_scene
-from retdm.data.table import read_label_table
+from retdm.data.table import ignore_mask, read_label_table, resplit_table
 from retdm.data.voc import import_voc2007
 from retdm.errors import ConfigError, DataError
 
@@ -212,6 +222,13 @@ def test_voc2007_difficult_ignore(tmp_path):
     assert {c: v for c, v in ignore.items() if v} == {"person": ["000005"], "car": ["000012"], "bus": ["000004"]}
     assert set(ignore) == set(VOC_CLASSES) and source["difficult"] == "ignore"
     assert not [p for p in root.iterdir() if p.name.startswith(".labels.parquet")]  # no temporary left behind
+    # The pipeline's split keeps the official split and the ignored entries; evaluation reads them back.
+    resplit_table(root / "labels.parquet", tmp_path / "split.parquet", keep_official=True)
+    test = read_label_table(tmp_path / "split.parquet").split("test")
+    mask = ignore_mask(tmp_path / "split.parquet", test)
+    assert mask.sum() == source["counts"]["difficult_pairs_test"] == 1
+    row, col = np.argwhere(mask)[0]
+    assert test.frame["image_id"][row] == "000004" and VOC_CLASSES[col] == "bus"
     with pytest.raises(ConfigError, match=r"difficult must be one of \('negative', 'ignore'\), got 'skip'"):
         import_voc2007(root, difficult="skip")
 
