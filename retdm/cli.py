@@ -123,7 +123,7 @@ def data_get(name: str, from_path: Path | None, dest: Path | None, out: Path | N
 @click.argument("name", type=click.Choice((*OFFICIAL_SOURCES, "mulan")))
 def data_describe(name: str) -> None:
     """What getting an official dataset involves: files, sizes, checksums, licence, layout."""
-    from retdm.data.download import describe
+    from retdm.data.sources import describe
 
     click.echo(describe(name))
 

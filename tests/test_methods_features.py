@@ -16,7 +16,8 @@ from retdm.errors import ConfigError, DataError
 from retdm.evaluate import evaluate_method
 from retdm.methods import METHODS
 from retdm.metrics import evaluate
-from retdm.models.backbones import FEATURE_BACKBONES, MLPBackbone, build_backbone
+from retdm.models.backbones import FEATURE_BACKBONES, build_backbone
+from retdm.models.mlp import MLPBackbone
 from retdm.train.checkpoint import load_checkpoint, load_model
 from retdm.train.run import train_method
 

@@ -1,7 +1,7 @@
 """Download and unpack the official files of the real datasets, verified and resumable.
 
-``SOURCES`` is the catalogue: per dataset, the official archives (URL, published checksum, what
-each unpacks to) and the layout an importer can rely on afterwards. ``obtain`` turns a dataset
+:data:`retdm.data.sources.SOURCES` is the catalogue: per dataset, the official archives (URL,
+published checksum, what each unpacks to) and the layout an importer can rely on. ``obtain`` turns a dataset
 name into a folder holding that layout: it reuses a finished extraction, verifies archives the
 user placed by hand (``from_path``), or downloads them with ``fetch`` (resuming ``.part`` files)
 and unpacks them with :func:`retdm.data.archives.safe_extract`. Nothing is ever deleted: a file
@@ -20,13 +20,21 @@ import re
 import shutil
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from retdm.data.archives import (archive_kind, check_file, digest, is_extracted, marker_path, rar_tool, safe_extract,
-                                 set_aside)
+from retdm.data.archives import (
+    archive_kind,
+    check_file,
+    digest,
+    is_extracted,
+    marker_path,
+    rar_tool,
+    safe_extract,
+    set_aside,
+)
+from retdm.data.sources import DatasetSource, SourceFile, get_source, human_size
 from retdm.data.table import atomic_write
 from retdm.errors import DataError
 
@@ -45,121 +53,6 @@ class DownloadError(DataError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One official file of a dataset.
-
-    Args:
-        url: where it is downloaded from.
-        filename: its name on disk.
-        md5: published md5, or ``None`` (then a sha256 is pinned on first download).
-        size: exact size in bytes when published (verified), else ``None``.
-        extracts_to: top-level entries it adds to the dataset folder.
-        into: sub-folder to extract into when the archive lacks that top folder.
-        nested: inner archives to unpack in turn (each into a folder named after its stem).
-        approx_bytes: rough size for ``describe`` only (never verified).
-        hint: how to unpack it by hand, for error messages.
-    """
-
-    url: str
-    filename: str
-    md5: str | None = None
-    size: int | None = None
-    extracts_to: tuple[str, ...] = ()
-    into: str | None = None
-    nested: tuple[str, ...] = ()
-    approx_bytes: int | None = None
-    hint: str = ""
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    """Where a dataset comes from and what its folder holds once unpacked.
-
-    Args:
-        name: dataset name as used on the command line.
-        title: one-line description.
-        homepage: official page.
-        licence: terms of use, as far as they are known.
-        layout: paths (globs allowed) that must exist in the dataset folder.
-        files: the official files; empty when ``manual`` is set.
-        manual: why and how to obtain the data by hand, when there is no download.
-    """
-
-    name: str
-    title: str
-    homepage: str
-    licence: str
-    layout: tuple[str, ...] = ()
-    files: tuple[SourceFile, ...] = ()
-    manual: str | None = None
-
-
-_COCO, _VOC, _MIR = "http://images.cocodataset.org", "http://host.robots.ox.ac.uk/pascal/VOC/voc2007", \
-    "http://press.liacs.nl/mirflickr/mirflickr25k.v3b"
-_NUS = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html"
-_MULAN = "https://mulan.sourceforge.net/datasets-mlc.html"
-
-SOURCES: dict[str, DatasetSource] = {
-    "coco": DatasetSource(
-        "coco", "MS-COCO 2014 train/val images and instance annotations", "https://cocodataset.org/#download",
-        "annotations CC BY 4.0 (COCO Consortium); images under their Flickr owners' terms "
-        "(https://cocodataset.org/#termsofuse)",
-        layout=("train2014/*.jpg", "val2014/*.jpg", "annotations/instances_train2014.json",
-                "annotations/instances_val2014.json"),
-        files=(SourceFile(f"{_COCO}/zips/train2014.zip", "train2014.zip", "0da8c0bd3d6becc4dcb32757491aca88",
-                          extracts_to=("train2014",), approx_bytes=13_500_000_000),
-               SourceFile(f"{_COCO}/zips/val2014.zip", "val2014.zip", "a3d79f5ed8d289b7a7554ce06a5782b3",
-                          extracts_to=("val2014",), approx_bytes=6_600_000_000),
-               SourceFile(f"{_COCO}/annotations/annotations_trainval2014.zip", "annotations_trainval2014.zip",
-                          "0a379cfc70b0e71301e0f377548639bd", extracts_to=("annotations",), approx_bytes=253_000_000))),
-    "voc2007": DatasetSource(
-        "voc2007", "PASCAL VOC 2007 trainval and test", "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/",
-        "images from Flickr under Flickr's terms of use; annotations for research use (see the VOC page)",
-        layout=("VOCdevkit/VOC2007/JPEGImages/*.jpg", "VOCdevkit/VOC2007/Annotations/*.xml",
-                "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt", "VOCdevkit/VOC2007/ImageSets/Main/test.txt"),
-        files=(SourceFile(f"{_VOC}/VOCtrainval_06-Nov-2007.tar", "VOCtrainval_06-Nov-2007.tar",
-                          "c52e279531787c972589f7e41ab4ae64", extracts_to=("VOCdevkit",), approx_bytes=460_000_000),
-               SourceFile(f"{_VOC}/VOCtest_06-Nov-2007.tar", "VOCtest_06-Nov-2007.tar",
-                          "b6e924de25625d8de591ea690078ad9f", extracts_to=("VOCdevkit",), approx_bytes=451_000_000))),
-    "mirflickr": DatasetSource(
-        "mirflickr", "MIRFLICKR-25k images and v080 annotations", "https://press.liacs.nl/mirflickr/",
-        "images from Flickr under Creative Commons licences (each image's licence ships in the archive); "
-        "cite Huiskes & Lew, MIR 2008",
-        layout=("mirflickr/im*.jpg", "mirflickr25k_annotations_v080/*.txt"),
-        files=(SourceFile(f"{_MIR}/mirflickr25k.zip", "mirflickr25k.zip", "a23d0a8564ee84cda5622a6c2f947785",
-                          size=3069184257, extracts_to=("mirflickr",)),
-               # The annotations zip holds its .txt files at top level, without a folder.
-               SourceFile(f"{_MIR}/mirflickr25k_annotations_v080.zip", "mirflickr25k_annotations_v080.zip",
-                          "aa0138c79892b1b670184d142380948f", extracts_to=("mirflickr25k_annotations_v080",),
-                          into="mirflickr25k_annotations_v080"))),
-    "scene": DatasetSource(
-        "scene", "MIML natural scene images (2000 images, 5 labels)", "http://www.lamda.nju.edu.cn/data_MIMLimage.ashx",
-        "MIML image data (Zhou & Zhang, LAMDA, Nanjing University), for academic use only",
-        # Officially processed/miml data.mat; data.csv is the 0/1 table some copies carry instead.
-        layout=("original/*.jpg", "**/miml data.mat | data.csv"),
-        files=(SourceFile("http://www.lamda.nju.edu.cn/files/miml-image-data.rar", "miml-image-data.rar",
-                          extracts_to=("original", "processed"), nested=("original.rar", "processed.rar"),
-                          hint="it holds original.rar and processed.rar: extract them so that original/*.jpg and "
-                               "'processed/miml data.mat' exist in one folder"),)),
-    "nuswide": DatasetSource(
-        "nuswide", "NUS-WIDE (269,648 Flickr images, 81 concepts)", _NUS,
-        "research use; the images are given on request under Flickr's terms",
-        # The images may live elsewhere (the importer takes their folder), so they are not part of the layout.
-        layout=("Groundtruth/TrainTestLabels", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt"),
-        manual=f"NUS-WIDE images are distributed on request only, so there is nothing to download automatically. "
-               f"From {_NUS} get Groundtruth and ImageList (the low-level features and tags are not needed) and "
-               "request the images; unpack Groundtruth/ and ImageList/ into one folder (the images, Flickr/, "
-               "normally beside them) and pass it with --from"),
-    "mulan": DatasetSource(
-        "mulan", "MULAN multi-label benchmarks (feature vectors, ARFF + XML)", _MULAN,
-        "per dataset; see the MULAN page and each dataset's original source",
-        manual=f"MULAN datasets come one archive per dataset (<name>.arff with its <name>.xml label list) from "
-               f"{_MULAN}; there is no fixed catalogue. Download and unpack the ones you need into a folder "
-               "and pass it with --from"),
-}
 
 
 def fetch(url: str, dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
@@ -228,7 +121,7 @@ def obtain(dataset: str | DatasetSource, dest: str | os.PathLike, *, from_path: 
         DataError: listing the files to place by hand (no network, ``offline``, no download exists),
             what a ``from_path`` lacks, or a checksum that does not match.
     """
-    src = _source(dataset)
+    src = get_source(dataset)
     dest = Path(dest)
     if from_path is not None:
         return _from_folder(src, Path(from_path), dest, progress)
@@ -268,49 +161,13 @@ def missing_layout(source: str | DatasetSource, folder: str | os.PathLike) -> li
     Returns:
         The missing layout entries, in catalogue order (empty when complete).
     """
-    src, folder = _source(source), Path(folder)
+    src, folder = get_source(source), Path(folder)
 
     def present(entry: str) -> bool:
         return next(folder.glob(entry), None) is not None if any(c in entry for c in "*?[") else \
             (folder / entry).exists()
 
     return [e for e in src.layout if not any(present(alt.strip()) for alt in e.split("|"))]
-
-
-def describe(dataset: str | DatasetSource) -> str:
-    """What obtaining ``dataset`` involves: files, sizes, checksums, licence, resulting layout.
-
-    Args:
-        dataset: a name in ``SOURCES`` or a ``DatasetSource``.
-
-    Returns:
-        A multi-line, human-readable summary.
-    """
-    src = _source(dataset)
-    lines = [f"{src.name}: {src.title}", f"  home page: {src.homepage}", f"  licence: {src.licence}"]
-    if src.manual is not None:
-        return "\n".join(lines + [f"  no automatic download: {src.manual}"])
-    lines.append("  downloads:")
-    total, exact = 0, True
-    for f in src.files:
-        nbytes = f.size or f.approx_bytes
-        exact &= f.size is not None
-        total += nbytes or 0
-        size = _human(f.size) if f.size else f"about {_human(nbytes)}" if nbytes else "size not published"
-        check = f"md5 {f.md5}" if f.md5 else "no published checksum (its sha256 is pinned on first download)"
-        lines.append(f"    {f.filename}  {size}  {check}\n      from {f.url}")
-    if total:
-        lines.append(f"  total: {'' if exact else 'about '}{_human(total)} to download, about as much again unpacked")
-    lines.append(f"  unpacks to: {', '.join(src.layout)}")
-    return "\n".join(lines)
-
-
-def _source(dataset: str | DatasetSource) -> DatasetSource:
-    if isinstance(dataset, DatasetSource):
-        return dataset
-    if dataset not in SOURCES:
-        raise DataError(f"no download source for dataset {dataset!r}; known sources are: {', '.join(sorted(SOURCES))}")
-    return SOURCES[dataset]
 
 
 def _from_folder(src: DatasetSource, folder: Path, dest: Path, progress: bool) -> Path:
@@ -416,8 +273,8 @@ def _transfer(url: str, dest: Path, part: Path, start: int, size: int | None, pr
             mode, start = "wb", 0
         total = size or (start + length if length >= 0 else None)
         if total is not None and total - start > shutil.disk_usage(part.parent).free:
-            raise DataError(f"{part.parent}: {_human(total - start)} needed for {dest.name}, only "
-                            f"{_human(shutil.disk_usage(part.parent).free)} free; make room or choose another folder")
+            raise DataError(f"{part.parent}: {human_size(total - start)} needed for {dest.name}, only "
+                            f"{human_size(shutil.disk_usage(part.parent).free)} free; make room or choose another folder")
         got = start
         try:
             with open(part, mode) as out, tqdm(total=total, initial=start, desc=dest.name, unit="B", unit_scale=True,
@@ -437,11 +294,3 @@ def _cannot(url: str, dest: Path, md5: str | None, part: Path, reason: str) -> D
         if part.is_file() and part.stat().st_size else ""
     return DownloadError(f"could not download {url} ({reason}). Place the file by hand: {dest} "
                          f"({'md5 ' + md5 if md5 else 'no published checksum'}, from {url}).{kept}", reason)
-
-
-def _human(nbytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1000:
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"

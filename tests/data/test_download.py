@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from retdm.data import download
+
 from retdm.data.archives import is_extracted, safe_extract
-from retdm.data.download import SOURCES, DatasetSource, SourceFile, describe, fetch, missing_layout, obtain
+from retdm.data.download import fetch, missing_layout, obtain
+from retdm.data.sources import SOURCES, DatasetSource, SourceFile, describe
 from retdm.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
@@ -367,7 +368,6 @@ def test_catalogue_and_describe():
     assert "request" in describe("nuswide")
     with pytest.raises(DataError, match="known sources are: coco"):
         describe("imagenet")
-    assert download.SOURCES is SOURCES
 
 
 def test_obtain_rar_without_a_tool_points_to_from(server, tmp_path, monkeypatch):

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from retdm.data import transforms
 from retdm.data.dataset import read_image
 from retdm.data.image_cache import ImageCache, build_image_cache, cached_loader, shard_name
 from retdm.data.synthetic import make_synthetic
 from retdm.data.table import LabelTable
-from retdm.data import transforms
 from retdm.errors import DataError
 
 N, SIZE, SHARD = 40, 20, 16  # 3 shards: 16 + 16 + 8
