@@ -6,6 +6,9 @@ Runs, in one process on this machine:
   (40,504 × 80, MS-COCO val2014 size; targets ≤ 1 s and ≥ 5×);
 - ``neighbours``: the label-neighbour table at MS-COCO train2014 size (82,783 × 80, k = 10)
   against a plain numpy full-distance + lexsort search (target ≤ 10 s);
+- ``image_cache``: reading images from the image cache against decoding the JPEGs and resizing
+  them (the real scene images when ``../shared/datasets/miml_scene`` is there, else ``synthetic``;
+  target ≥ 5×);
 - ``step``: one RETDM training step (way 2 from the bank, and exact ``forward``) against one
   BCE step on the same backbone and batch (target ≤ 1.3× with the bank);
 - ``synthetic`` (only with ``--synthetic``, about 25 minutes): BCE, RETDM, RETDM one-way and a
@@ -33,6 +36,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_cache  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_neighbours  # noqa: E402
 import bench_step  # noqa: E402
@@ -56,8 +60,13 @@ def rows() -> list[dict]:
     m = bench_metrics.main()
     n = bench_neighbours.main()
     s = bench_step.main()
+    c = bench_cache.main()
     step_case = f"{s['backbone']}, batch {s['batch']}, {s['size']} px, k = {s['k']}"
-    return [
+    cache = [dict(benchmark="image_cache", case=f"{c['dataset']}, {size} px", measured="ImageCache read",
+                  baseline="read_image + resize", measured_s=c["n"] / r["cache_per_s"],
+                  baseline_s=c["n"] / r["decode_per_s"], ratio=r["ratio"], ratio_kind="speedup", target=">= 5x",
+                  passed=r["pass"]) for size, r in c["sizes"].items()]
+    return cache + [
         dict(benchmark="metrics", case=f"{m['n']:,} x {m['m']} labels", measured="retdm.metrics.evaluate",
              baseline="scikit-learn", measured_s=m["retdm_s"], baseline_s=m["sklearn_s"], ratio=m["ratio"],
              ratio_kind="speedup", target=">= 5x and <= 1 s", passed=m["pass_ratio"] and m["pass_time"]),
