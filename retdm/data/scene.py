@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.io
 
 from retdm.data.registry import DATASETS
 from retdm.data.table import LabelTable, assign_split, write_label_table
@@ -111,6 +110,8 @@ def import_scene(root: str | os.PathLike, out: str | os.PathLike | None = None, 
 
 def _read_mat(path: Path) -> tuple[list[int], np.ndarray]:
     """Image numbers 1..N and their (N, 5) uint8 labels from the official ``targets`` (5 × N, ±1)."""
+    import scipy.io  # only this layout needs it
+
     try:
         mat = scipy.io.loadmat(path, variable_names=["targets"])
     except (ValueError, OSError, NotImplementedError) as err:
