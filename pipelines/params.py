@@ -1,19 +1,6 @@
 """``params.yaml`` read once, at the edge: the paths each stage uses and each method's config.
 
-The paths here and in ``dvc.yaml`` are the same layout, per dataset ``<ds>``::
-
-    data/<ds>/raw/                         download: images/ + labels.parquet
-    data/<ds>/download/                    download: fetched and extracted archives (not a DVC output)
-    data/<ds>/split.parquet                split: the table with its 80/20 split
-    data/<ds>/cache/                       cache: images decoded and resized once (data.image_cache)
-    reports/validation/<ds>.{json,html}    validate: Great Expectations report
-    runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
-    runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
-    runs/<ds>/<method>/finetune/           finetune_baseline (deep baselines)
-    runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
-    runs/<ds>/<method>/fit/                fit (feature methods)
-    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
-    results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
+The paths each stage uses are ``retdm.layout.Layout``, the layout of ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -24,7 +11,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +18,8 @@ import yaml
 
 from retdm.config import TrainConfig, load_config
 from retdm.errors import ConfigError, RetdmError
-from retdm.methods import FEATURE_STAGES, FEATURES_FILE, METHODS, stage_dir
+from retdm.layout import COMPARISON_MD, RESULTS, Layout  # noqa: F401  (stages import them from here)
+from retdm.methods import FEATURE_STAGES, METHODS
 
 PARAMS_FILE = Path("params.yaml")
 # The params.yaml groups whose methods dvc.yaml trains with one kind of stage each.
@@ -111,50 +98,6 @@ def train_config(params: dict[str, Any], method: str, dataset: str | None = None
     return load_config(profile, {**dotted(params["train"]), **per_dataset, **own, "seed": params["seed"]})
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where one dataset's artifacts live (relative to the repository root)."""
-
-    dataset: str
-    root: Path = Path(".")
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "data" / self.dataset / "raw"
-
-    @property
-    def downloads(self) -> Path:
-        """Where the download stage fetches and extracts official archives (not a DVC output:
-        tens of GB; the label table records their checksums)."""
-        return self.root / "data" / self.dataset / "download"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "data" / self.dataset / "cache"
-
-    @property
-    def table(self) -> Path:
-        return self.root / "data" / self.dataset / "split.parquet"
-
-    @property
-    def validation(self) -> tuple[Path, Path]:
-        base = self.root / "reports" / "validation" / self.dataset
-        return base.with_suffix(".json"), base.with_suffix(".html")
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs" / self.dataset
-
-    @property
-    def features(self) -> Path:
-        return stage_dir(self.runs, "bce", "features") / FEATURES_FILE
-
-    def evaluation(self, method: str) -> Path:
-        return self.root / "results" / "evaluations" / self.dataset / method
-
-
-RESULTS = Path("results")
-COMPARISON_MD = Path("reports") / "comparison.md"
 
 
 def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:

@@ -1,0 +1,71 @@
+"""Where the pipeline's artifacts live, relative to the repository root: the layout of ``dvc.yaml``,
+used by the stage entry points (``pipelines/``) and by ``retdm report``.
+
+Per dataset ``<ds>``::
+
+    data/<ds>/raw/                         download: images/ + labels.parquet
+    data/<ds>/download/                    download: fetched and extracted archives (not a DVC output)
+    data/<ds>/split.parquet                split: the table with its 80/20 split
+    data/<ds>/cache/                       cache: images decoded and resized once (data.image_cache)
+    reports/validation/<ds>.{json,html}    validate: Great Expectations report
+    runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
+    runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
+    runs/<ds>/<method>/finetune/           finetune_baseline (deep baselines)
+    runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
+    runs/<ds>/<method>/fit/                fit (feature methods)
+    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
+    results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from retdm.methods import FEATURES_FILE, stage_dir
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one dataset's artifacts live (relative to the repository root)."""
+
+    dataset: str
+    root: Path = Path(".")
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / self.dataset / "raw"
+
+    @property
+    def downloads(self) -> Path:
+        """Where the download stage fetches and extracts official archives (not a DVC output:
+        tens of GB; the label table records their checksums)."""
+        return self.root / "data" / self.dataset / "download"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "data" / self.dataset / "cache"
+
+    @property
+    def table(self) -> Path:
+        return self.root / "data" / self.dataset / "split.parquet"
+
+    @property
+    def validation(self) -> tuple[Path, Path]:
+        base = self.root / "reports" / "validation" / self.dataset
+        return base.with_suffix(".json"), base.with_suffix(".html")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.dataset
+
+    @property
+    def features(self) -> Path:
+        return stage_dir(self.runs, "bce", "features") / FEATURES_FILE
+
+    def evaluation(self, method: str) -> Path:
+        return self.root / "results" / "evaluations" / self.dataset / method
+
+
+RESULTS = Path("results")
+COMPARISON_MD = Path("reports") / "comparison.md"
