@@ -33,7 +33,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
     params = yaml.safe_load(path.read_text()) or {}
-    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS, "evaluate")
+    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS, "evaluate", "sweep")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")

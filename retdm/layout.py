@@ -14,6 +14,7 @@ Per dataset ``<ds>``::
     runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
     runs/<ds>/<method>/fit/                fit (feature methods)
     results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
+    runs/<ds>/sweep/, results/sweep/<ds>.parquet                                 sweep: RETDM over alpha x beta
     results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
 """
 
@@ -62,6 +63,14 @@ class Layout:
     @property
     def features(self) -> Path:
         return stage_dir(self.runs, "bce", "features") / FEATURES_FILE
+
+    @property
+    def sweep_runs(self) -> Path:
+        return self.runs / "sweep"
+
+    @property
+    def sweep_results(self) -> Path:
+        return self.root / "results" / "sweep" / f"{self.dataset}.parquet"
 
     def evaluation(self, method: str) -> Path:
         return self.root / "results" / "evaluations" / self.dataset / method
