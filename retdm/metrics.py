@@ -118,6 +118,39 @@ def _check(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
     return t.astype(bool, copy=False), s
 
 
+def _class_ap(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-class AP of checked (N, M) bool labels and float scores (ignored entries at -inf):
+    sklearn's ``average_precision_score`` per class = the sum over its positives of the precision
+    t / a at the positive's score (one threshold per distinct score), over its P_j positives.
+
+    Returns:
+        (M,) float64; nan for a class without a positive.
+    """
+    m = y.shape[1]
+    gc, ac, tc = _counts_at_positives(np.ascontiguousarray(s.T), np.ascontiguousarray(y.T))
+    n_pos = np.count_nonzero(y, axis=0)  # (M,)
+    ap = _div(np.bincount(gc, weights=tc / ac, minlength=m), n_pos)  # (M,)
+    return np.where(n_pos > 0, ap, np.nan)
+
+
+def average_precision_per_class(y_true: Any, y_score: Any, ignore: Any = None) -> np.ndarray:
+    """Each class's AP (the terms of ``mAP``), with the same conventions as :func:`evaluate`.
+
+    Args:
+        y_true: (N, M) 0/1 labels.
+        y_score: (N, M) scores.
+        ignore: optional (N, M) bool, entries left out.
+
+    Returns:
+        (M,) float64; nan for a class without a (kept) positive.
+    """
+    y, s = _check(y_true, y_score)  # (N, M) bool, (N, M) float64
+    if ignore is not None:
+        keep = ~_check_ignore(ignore, y.shape)
+        y, s = y & keep, np.where(keep, s, -np.inf)
+    return _class_ap(y, s)
+
+
 def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5, ignore: Any = None) -> dict[str, float]:
     """Compute every metric of ``METRIC_KEYS`` (conventions in the module docstring).
 
@@ -177,10 +210,7 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5, ignore: Any = No
     lrap[(k == 0) | (k == m_row)] = 1.0
     out["average_precision"] = lrap.mean()
 
-    # mAP: sklearn average_precision_score per class = sum over positives of the precision
-    # t / a at the positive's score threshold (one threshold per distinct score), over P_j.
-    gc, ac, tc = _counts_at_positives(np.ascontiguousarray(s.T), np.ascontiguousarray(y.T))
-    ap = _div(np.bincount(gc, weights=tc / ac, minlength=m), n_pos)  # (M,)
+    ap = _class_ap(y, s)  # (M,), nan for a class without a positive
     has_pos = n_pos > 0
     out["mAP"] = ap[has_pos].mean() if has_pos.any() else float("nan")
     # sklearn f1_score(average="macro", zero_division=0): mean of 2TP / (2TP + FP + FN).

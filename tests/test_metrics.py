@@ -206,3 +206,16 @@ def test_ignore_must_match_and_leave_something_to_score():
         evaluate(y, s, ignore=np.zeros((2, 3), dtype=bool))
     with pytest.raises(ValueError, match="row 1 without any label"):
         evaluate(y, s, ignore=np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], dtype=bool))
+
+
+def test_per_class_ap_are_the_terms_of_map():
+    from retdm.metrics import average_precision_per_class
+
+    rng = np.random.default_rng(3)
+    y = rng.random((50, 5)) < 0.3
+    y[:, 4] = False  # a class without a positive
+    s = np.round(rng.random((50, 5)), 1)
+    ap = average_precision_per_class(y, s)
+    for j in range(4):
+        assert ap[j] == pytest.approx(skm.average_precision_score(y[:, j], s[:, j]))
+    assert np.isnan(ap[4]) and np.nanmean(ap) == pytest.approx(evaluate(y, s)["mAP"])
