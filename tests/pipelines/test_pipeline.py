@@ -197,11 +197,14 @@ def test_only_failures_on_bad_input_are_not_retried():
 def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     from pipelines.flows import parallel_stages
 
-    params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}}}
+    params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}},
+              "datasets": {"synthetic": {"source": "synthetic", "official_split": False, "train": {}}}}
     assert parallel_stages(params, cores=16) == 4 and parallel_stages(params, cores=2) == 1
     params["methods"]["retdm"] = {"threads": 8}  # the hungriest method sets the pace
     assert parallel_stages(params, cores=16) == 2
     assert parallel_stages({**params, "train": {}, "methods": {"bce": {}}}, cores=16) == 1  # 0: all cores each
+    params["datasets"]["synthetic"]["train"] = {"threads": 16}  # and so does the hungriest dataset
+    assert parallel_stages(params, cores=16) == 1
 
 
 def write_mulan(root: Path, n: int = 200, seed: int = 0) -> dict[str, str]:
