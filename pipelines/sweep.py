@@ -1,5 +1,5 @@
 """Stage ``sweep@<dataset>``: RETDM at every α × β of ``params.yaml`` ``sweep`` (the paper's Fig. 5),
-each continuing the shared pretrain model → ``runs/<dataset>/sweep/``, ``results/sweep/<dataset>.parquet``.
+each continuing the shared pretrain model → ``runs/<dataset>/sweep/``, ``results/evaluations/<dataset>/sweep.parquet``.
 
 Each point trains with the method's config (profile ← ``train`` ← ``datasets.<ds>.train`` ←
 ``methods.retdm``) and then ``sweep.train`` (e.g. fewer epochs, so the grid stays cheap).

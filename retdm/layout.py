@@ -14,7 +14,8 @@ Per dataset ``<ds>``::
     runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
     runs/<ds>/<method>/fit/                fit (feature methods)
     results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
-    runs/<ds>/sweep/, results/sweep/<ds>.parquet                                 sweep: RETDM over alpha x beta
+    runs/<ds>/sweep/, results/evaluations/<ds>/sweep.parquet                     sweep: RETDM over alpha x beta
+    reports/index.html, reports/index.md, reports/figures/                          report
     results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
 """
 
@@ -70,7 +71,7 @@ class Layout:
 
     @property
     def sweep_results(self) -> Path:
-        return self.root / "results" / "sweep" / f"{self.dataset}.parquet"
+        return self.root / "results" / "evaluations" / self.dataset / "sweep.parquet"
 
     def evaluation(self, method: str) -> Path:
         return self.root / "results" / "evaluations" / self.dataset / method

@@ -56,7 +56,8 @@ def origin(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / rel, repo / rel)
     set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
                         "validate.tolerance": 0.05, "train": TINY, "methods": {m: {} for m in METHODS},
-                        "deep_baselines": ["asl"], "feature_methods": ["mlknn"]})
+                        "deep_baselines": ["asl"], "feature_methods": ["mlknn"],
+                        "sweep": {"datasets": ["synthetic"], "alpha": [0.01, 1.0], "beta": [1.0], "train": {}}})
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.email=ci@retdm", "-c", "user.name=ci", "commit", "-qm", "tiny")
@@ -127,13 +128,13 @@ def test_changing_one_method_reruns_only_that_method_and_compare(repro):
         changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
     finally:
         sh(repro, "git", "checkout", "params.yaml")
-    assert changed == {"embed@synthetic-retdm_oneway", "finetune@synthetic-retdm_oneway", "compare"}
+    assert changed == {"embed@synthetic-retdm_oneway", "finetune@synthetic-retdm_oneway", "compare", "report"}
     set_params(repro, **{"methods.mlknn": {"estimator": {"k": 5}}})
     try:
         changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
     finally:
         sh(repro, "git", "checkout", "params.yaml")
-    assert changed == {"fit@synthetic-mlknn", "compare"}
+    assert changed == {"fit@synthetic-mlknn", "compare", "report"}
 
 
 def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
@@ -177,7 +178,7 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     finally:
         os.environ["PATH"] = path
     stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
-    assert [r["stage"] for r in ran][-1] == "compare" and len(ran) == len(stages) == 18 and all(r["ran"] for r in ran)
+    assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 20 and all(r["ran"] for r in ran)
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
@@ -244,7 +245,8 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
                   "train": {"data": {"image_cache": True}}},
         "toy": {"source": "mulan", "options": write_mulan(tmp_path), "official_split": True,
                 "train": {"profile": "features", "data": {"batch_size": 16}}},
-    }, methods={m: {} for m in methods}, retdm_variants=["retdm"], deep_baselines=[], feature_methods=["mlknn"])
+    }, methods={m: {} for m in methods}, retdm_variants=["retdm"], deep_baselines=[], feature_methods=["mlknn"],
+        **{"sweep.datasets": []})
     sh(repo, "dvc", "repro")
     table = pd.read_parquet(repo / "results/comparison.parquet")
     ours = table[table["source"] == "ours"]

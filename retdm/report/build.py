@@ -1,0 +1,193 @@
+"""``retdm report``: the pipeline's results as one page a person opens, ``reports/index.html``
+(self-contained: figures inline) and the same content as ``reports/index.md``.
+
+Per dataset: the comparison table (ours, the paper's row and the difference; best value of ours
+in bold; ⚠ where F1 is not the harmonic mean of P and R), RETDM against BCE with the spread over
+seeds, convergence curves (the paper's Fig. 6), the α × β sensitivity (Fig. 5), the shared
+embedding space (Fig. 1), example predictions (Fig. 4), per-class AP and, where tuned, the
+effect of per-class thresholds. Then the lineage of every row (what ``retdm lineage`` prints).
+Every number comes from the files the pipeline wrote; nothing is recomputed except per-class AP
+(from the saved predictions, by ``retdm.metrics``) and the 2-D projections.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from retdm import __version__
+from retdm.compare import HEADERS as METRIC_LABELS
+from retdm.layout import Layout
+from retdm.metrics import LOWER_IS_BETTER
+from retdm.report import figures
+from retdm.report.collect import class_ap, epoch_logs, example_predictions, shared_embeddings
+from retdm.report.page import Figure, Section, Table, Text, render_html, render_markdown
+from retdm.revision import code_revision
+from retdm.train.run import final_checkpoint
+
+TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",
+                 "average_precision", "mAP")
+DECIMALS = 4
+
+
+def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One dataset's comparison, for display: per method our row, the paper's row and ``Δ`` (ours −
+    paper), values rounded to ``DECIMALS`` as in ``reports/comparison.md``; ``reference`` marks
+    the rows that are not ours (never bold)."""
+    part = table[table["dataset"] == dataset]
+    ours, paper = part[part["source"] == "ours"], part[part["source"] == "paper"].set_index("method")
+    rows = []
+    for _, row in ours.iterrows():
+        seeds = int(row["seeds"])
+        rows.append({"method": row["method"] + (" ⚠" if row["f1_flag"] else ""), "row": "ours" if seeds == 1 else
+                     f"ours, mean of {seeds} seeds", **{m: row[m] for m in TABLE_METRICS}, "reference": False})
+        if row["method"] in paper.index:
+            ref = paper.loc[row["method"]]
+            rows.append({"method": row["method"] + (" ⚠" if ref["f1_flag"] else ""), "row": "paper",
+                         **{m: ref[m] for m in TABLE_METRICS}, "reference": True})
+            rows.append({"method": row["method"], "row": "Δ ours − paper",
+                         **{m: row[m] - ref[m] for m in TABLE_METRICS}, "reference": True})
+    frame = pd.DataFrame(rows, columns=["method", "row", *TABLE_METRICS, "reference"])
+    frame[list(TABLE_METRICS)] = frame[list(TABLE_METRICS)].astype(float).round(DECIMALS)
+    return frame.rename(columns={m: METRIC_LABELS.get(m, m) for m in TABLE_METRICS})
+
+
+def retdm_vs_bce(table: pd.DataFrame, dataset: str) -> str:
+    """Whether RETDM's difference from BCE (AP and mAP) is larger than the spread over seeds."""
+    ours = table[(table["dataset"] == dataset) & (table["source"] == "ours")].set_index("method")
+    if not {"bce", "retdm"} <= set(ours.index):
+        return "RETDM and BCE did not both run on this dataset."
+    lines = []
+    for metric in ("average_precision", "mAP"):
+        diff = ours.loc["retdm", metric] - ours.loc["bce", metric]
+        seeds = int(min(ours.loc["retdm", "seeds"], ours.loc["bce", "seeds"]))
+        if seeds < 2:
+            verdict = "one seed, so the spread between seeds is not measured here (bench/bench_methods.py measures it)"
+        else:
+            spread = float(max(ours.loc["retdm", f"{metric}_std"], ours.loc["bce", f"{metric}_std"]))
+            verdict = (f"{'larger' if abs(diff) > spread else 'not larger'} than the spread over {seeds} seeds "
+                       f"(largest std {spread:.4f})")
+        lines.append(f"RETDM − BCE on {METRIC_LABELS.get(metric, metric)}: {diff:+.4f}; {verdict}.")
+    return " ".join(lines)
+
+
+def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list[str], threshold: float) -> Section:
+    """Everything the report shows about one dataset."""
+    layout = Layout(dataset, root)
+    best = {METRIC_LABELS.get(m, m): "min" if m in LOWER_IS_BETTER else "max" for m in TABLE_METRICS}
+    blocks: list = [
+        Text(f"Test split, prediction at score ≥ {threshold}; ↓ lower is better. Bold: our best per column. "
+             "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding)."),
+        Table(comparison_rows(table, dataset), highlight=best),
+        Text(retdm_vs_bce(table, dataset)),
+    ]
+    trained = [m for m in methods if (layout.evaluation(m) / "predictions.parquet").is_file()]
+    epochs = epoch_logs(layout, trained)
+    if len(epochs):
+        blocks.append(Figure(figures.convergence_figure(epochs, f"{dataset}: training curves"),
+                             "Training and validation loss, and validation mAP, per epoch of each stage (Fig. 6).",
+                             f"{dataset}-convergence"))
+    if layout.sweep_results.is_file():
+        grid = pd.read_parquet(layout.sweep_results)
+        blocks.append(Figure(figures.sensitivity_heatmaps(grid, f"{dataset}: RETDM over alpha x beta"),
+                             "C-F1 and O-F1 on the test split for each α (reconstruction weight) and β (way-2 "
+                             "weight), each from the same pretrain model (Fig. 5).", f"{dataset}-sensitivity"))
+    retdm = final_checkpoint(layout.runs, "retdm")
+    if "retdm" in trained and retdm.is_file():
+        points, kind, group, _ = shared_embeddings(retdm, layout.table, image_cache=_cache(layout))
+        for method in ("pca", "tsne"):
+            blocks.append(Figure(figures.embedding_map(figures.project_2d(points, method), kind, group,
+                                                       f"{dataset}: RETDM's shared space, {method.upper()}"),
+                                 f"Test images (dots) and their label sets through Φdnn (stars) in RETDM's shared "
+                                 f"embedding space, projected by {method.upper()}; colour = label set (Fig. 1).",
+                                 f"{dataset}-embedding-{method}"))
+    shown = "retdm" if "retdm" in trained else (trained[0] if trained else None)
+    if shown is not None:
+        images, true, predicted = example_predictions(layout, shown, threshold=threshold)
+        if images:
+            blocks.append(Figure(figures.prediction_examples(images, true, predicted, f"{dataset}: {shown}"),
+                                 f"Test images with {shown}'s predictions: green = correct, +red = false positive, "
+                                 f"−orange = missed (Fig. 4).", f"{dataset}-examples"))
+    ap = class_ap(layout, trained)
+    if len(ap):
+        blocks.append(Figure(figures.per_class_ap_figure(ap, f"{dataset}: AP per class"),
+                             "Average precision of each class on the test split.", f"{dataset}-class-ap"))
+    tuned = threshold_effect(layout, trained)
+    if len(tuned):
+        blocks.append(Figure(figures.threshold_effect_figure(tuned, f"{dataset}: thresholds"),
+                             "C-F1 and O-F1 at the fixed 0.5 threshold and at per-class thresholds tuned on the "
+                             "validation part (never the test split).", f"{dataset}-thresholds"))
+    return Section(dataset, blocks)
+
+
+def threshold_effect(layout: Layout, methods: list[str]) -> pd.DataFrame:
+    """method, setting (``0.5`` / ``tuned``), CF1, OF1 for the methods whose evaluation tuned thresholds."""
+    rows = []
+    for method in methods:
+        tuned = layout.evaluation(method) / "metrics_tuned.parquet"
+        if not tuned.is_file():
+            continue
+        for setting, path in (("0.5", layout.evaluation(method) / "metrics.parquet"), ("tuned", tuned)):
+            values = pd.read_parquet(path).set_index("metric")["value"]
+            rows.append({"method": method, "setting": setting, "CF1": values["CF1"], "OF1": values["OF1"]})
+    return pd.DataFrame(rows, columns=["method", "setting", "CF1", "OF1"])
+
+
+def lineage_section(root: Path) -> Section:
+    """What ``retdm lineage results/comparison.parquet`` prints."""
+    from retdm.lineage import format_lineage, lineage
+
+    try:
+        text = format_lineage(lineage(root / "results" / "comparison.parquet", root / "dvc.lock"))
+    except (OSError, KeyError, ValueError) as err:  # no dvc.lock outside a DVC run
+        text = f"(no lineage: {err})"
+    return Section("Lineage", [Text("Where every row came from (`retdm lineage results/comparison.parquet`):"),
+                               Text(text, code=True)])
+
+
+def _cache(layout: Layout) -> Path | None:
+    return layout.cache if (layout.cache / "cache.json").is_file() else None
+
+
+def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | None = None, *,
+                 datasets: list[str] | None = None, methods: list[str] | None = None, threshold: float = 0.5) -> Path:
+    """Write ``index.html``, ``index.md`` and ``figures/`` into ``out_dir`` (default ``<root>/reports``).
+
+    Args:
+        root: the repository root the pipeline ran in.
+        out_dir: where the report goes; replaced only when complete.
+        datasets: which datasets (default: those in ``results/comparison.parquet``).
+        methods: which methods, in table order (default: those in it).
+        threshold: the evaluation threshold (for captions and example predictions).
+
+    Returns:
+        The HTML file.
+    """
+    root = Path(root)
+    out_dir = Path(out_dir) if out_dir is not None else root / "reports"
+    table = pd.read_parquet(root / "results" / "comparison.parquet")
+    ours = table[table["source"] == "ours"]
+    datasets = datasets or list(dict.fromkeys(ours["dataset"]))
+    methods = methods or list(dict.fromkeys(ours["method"]))
+    sections = [dataset_section(root, d, table, methods, threshold) for d in datasets] + [lineage_section(root)]
+    # No clock time: the same results give the same bytes (dvc.lock records the page's hash).
+    generated = f"retdm {__version__}, code revision {code_revision()}"
+    title = "RETDM reproduction report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".report-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "index.html").write_text(render_html(title, sections, generated=generated))
+        (tmp / "index.md").write_text(render_markdown(title, sections, figures_dir=tmp / "figures",
+                                                      link_prefix="figures/"))
+        shutil.rmtree(out_dir / "figures", ignore_errors=True)
+        for name in ("index.html", "index.md", "figures"):
+            if (tmp / name).exists():
+                os.replace(tmp / name, out_dir / name)
+    return out_dir / "index.html"
+
+
+
