@@ -295,6 +295,26 @@ def lineage(result: Path, lock: Path, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The repository the pipeline ran in (results/, runs/, dvc.lock).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for index.html, index.md and figures/ [default: ROOT/reports].")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (default: all in the comparison).")
+@click.option("--threshold", default=0.5, show_default=True, help="The evaluation's score threshold (captions, examples).")
+def report(root: Path, out: Path | None, datasets: tuple[str, ...], threshold: float) -> None:
+    """The pipeline's results as one self-contained page, reports/index.html (plus index.md).
+
+    Per dataset: the comparison beside the paper's numbers and the difference, RETDM against BCE
+    with the spread over seeds, training curves, the alpha x beta sensitivity, RETDM's shared
+    embedding space (PCA and t-SNE), example predictions, per-class AP, tuned thresholds; then
+    the lineage of every row. `dvc repro` runs it as the `report` stage.
+    """
+    from retdm.report.build import build_report
+
+    click.echo(f"wrote {build_report(root, out, datasets=list(datasets) or None, threshold=threshold)}")
+
+
+@main.command()
 def backbones() -> None:
     """List the registered backbones: image networks (Φcnn) and, for feature tables, feature networks."""
     from retdm.models.backbones import BACKBONES, FEATURE_BACKBONES
