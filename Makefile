@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench clean scene
+.PHONY: setup browser run test bench clean scene
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,23 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	@echo "results: results/comparison.parquet, reports/comparison.md"
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium for tests/report/test_browser.py (Debian packages, ~15 s once). Without root or
+# sudo, or off Debian, it says so and goes on; the browser test then skips with the reason.
+BROWSER_PKGS := chromium chromium-driver
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	  else echo "make browser: chromium is missing and installing it needs root or sudo; the browser test will skip"; exit 0; fi; \
+	  command -v apt-get >/dev/null || { echo "make browser: no apt-get here; install chromium and chromedriver yourself, or the browser test will skip"; exit 0; }; \
+	  echo "make browser: installing $(BROWSER_PKGS)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq >/dev/null && $$sudo apt-get install -y -qq --no-install-recommends $(BROWSER_PKGS) >/dev/null; } || \
+	  echo "make browser: could not install $(BROWSER_PKGS) (apt-get output above); the browser test will skip"; }
 
 bench: setup
 	$(BIN)/python bench/run_all.py
