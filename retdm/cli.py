@@ -235,24 +235,35 @@ def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], check
 @click.option("--images", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of images (searched recursively).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Parquet file: image, one score column per label, predicted labels.")
-@click.option("--threshold", default=0.5, show_default=True)
-def predict(checkpoint: Path, images: Path, out: Path, threshold: float) -> None:
-    """Score a folder of images with a trained checkpoint."""
+              help="Output file: image, one score column per label, predicted labels.")
+@click.option("--thresholds", "--threshold", "thresholds", default="0.5", show_default=True,
+              help="A number (one threshold for every label), 'tuned' (thresholds.json beside the checkpoint, "
+                   "from `retdm thresholds`) or the path of a thresholds.json (e.g. the pipeline's "
+                   "results/evaluations/<dataset>/<method>/thresholds.json).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default=None,
+              help="Output format [default: from the --out suffix]. Parquet keeps the thresholds and provenance "
+                   "in its metadata, JSON beside the predictions; CSV joins labels with ';' and keeps neither.")
+def predict(checkpoint: Path, images: Path, out: Path, thresholds: str, fmt: str | None) -> None:
+    """Score a folder of images with a trained checkpoint and predict their labels."""
     import pandas as pd
 
     from retdm.data.dataset import LabelTableDataset
     from retdm.data.table import LabelTable
     from retdm.data.transforms import TestTransform, TransformSpec
     from retdm.errors import DataError
-    from retdm.evaluate import predict_scores, provenance
-    from retdm.provenance import write_parquet
+    from retdm.evaluate import predict_scores, predicted_labels, prediction_format, provenance, write_predictions
+    from retdm.thresholds import resolve_thresholds
     from retdm.train.checkpoint import load_model
 
+    fmt = prediction_format(out, fmt)  # before the (slow) scoring
     model, spec, names, record = load_model(checkpoint)
     if not isinstance(spec, TransformSpec):
         raise DataError(f"{checkpoint} was trained on feature vectors ({record.get('dataset')!r}), not images; "
                         f"score a feature table with `retdm evaluate` instead")
+    clash = sorted({"image", "labels"} & set(names))
+    if clash:
+        raise DataError(f"{checkpoint}: label {clash[0]!r} would collide with the output column of that name")
+    chosen = resolve_thresholds(thresholds, checkpoint, names)
     if not images.is_dir():
         raise DataError(f"{images}: image folder not found")
     files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -264,9 +275,40 @@ def predict(checkpoint: Path, images: Path, out: Path, threshold: float) -> None
     scores = predict_scores(model, dataset, progress=True)
     result = pd.DataFrame(scores, columns=list(names))
     result.insert(0, "image", rel)
-    result["labels"] = [[n for n, s in zip(names, row) if s >= threshold] for row in scores]
-    write_parquet(result, out, provenance(checkpoint, record, "predict", threshold))
-    click.echo(f"wrote scores of {len(files)} images to {out}")
+    result["labels"] = predicted_labels(scores, names, chosen.values)
+    recorded = float(chosen.values[0]) if chosen.mode == "fixed" else thresholds
+    info = {**provenance(checkpoint, record, "predict", recorded), "thresholds": chosen.as_dict(),
+            "thresholds_mode": chosen.mode, "thresholds_tuned_on": chosen.provenance or None}
+    write_predictions(result, out, fmt, info)
+    click.echo(f"wrote scores of {len(files)} images to {out} ({fmt}, thresholds: {thresholds})")
+
+
+@main.command("thresholds")
+@click.option("--data", "table", required=True, type=click.Path(path_type=Path),
+              help="The label table the run trained on (labels.parquet).")
+@click.option("--runs", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory of `retdm train`.")
+@click.option("--method", "-m", required=True, help="The method whose final checkpoint is tuned.")
+@click.option("--mode", type=click.Choice(["per_class", "global"]), default="per_class", show_default=True,
+              help="One threshold per label, or one for all labels (maximising the micro F1).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="thresholds.json to write [default: beside the method's final checkpoint, where "
+                   "`retdm predict --thresholds tuned` reads it].")
+def thresholds_cmd(table: Path, runs: Path, method: str, mode: str, out: Path | None) -> None:
+    """Tune decision thresholds on the run's validation part (never the test split) to maximise F1.
+
+    \b
+    The validation part is the one the run carved from its training split (its seed and
+    data.val_fraction); the thresholds are saved with the model as thresholds.json.
+    """
+    from retdm.thresholds import FILENAME, tune_method
+    from retdm.train.run import final_checkpoint
+
+    tuned = tune_method(runs, method, table, out, mode=mode, progress=True)
+    where = out or final_checkpoint(runs, method).parent / FILENAME
+    values = ", ".join(f"{name} {value:.3f}" for name, value in tuned.as_dict().items())
+    click.echo(f"tuned {mode} thresholds of {method} on {tuned.provenance['rows']} validation rows: {values}")
+    click.echo(f"wrote {where}")
 
 
 def _list(registry) -> None:

@@ -13,7 +13,8 @@ Per dataset ``<ds>``::
     runs/<ds>/<method>/finetune/           finetune_baseline (deep baselines)
     runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
     runs/<ds>/<method>/fit/                fit (feature methods)
-    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet
+    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet, thresholds.json
+                                           (tuned on the validation part), metrics_tuned.parquet
     runs/<ds>/sweep/, results/evaluations/<ds>/sweep.parquet                     sweep: RETDM over alpha x beta
     reports/index.html, reports/index.md, reports/figures/                          report
     results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare

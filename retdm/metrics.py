@@ -2,7 +2,8 @@
 
 ``evaluate(y_true, y_score)`` returns the 13 metrics of ``METRIC_KEYS``. Conventions:
 
-- Prediction: ``y_hat = y_score >= threshold`` (a score equal to the threshold is positive).
+- Prediction: ``y_hat = y_score >= threshold`` (a score equal to the threshold is positive);
+  ``threshold`` is one number, or one per class (an (M,) array, e.g. tuned by ``retdm.thresholds``).
 - Any ratio 0/0 is 0 (a class never predicted has precision 0, a class never present recall 0).
 - ``CP``/``CR``: per-class precision / recall, averaged over all M classes. ``CF1`` is the
   harmonic mean of CP and CR (the ML-GCN / CNN-RNN convention), not the mean per-class F1;
@@ -58,6 +59,21 @@ def _check_ignore(ignore: Any, shape: tuple[int, int]) -> np.ndarray:
         row = int(np.flatnonzero(mask.all(axis=1))[0])
         raise ValueError(f"ignore leaves row {row} without any label to score; drop that row instead")
     return mask
+
+
+def _check_threshold(threshold: Any, m: int) -> float | np.ndarray:
+    """``threshold`` as a float or a (1, M) float64 row; ValueError for another shape or a NaN."""
+    th = _to_numpy(threshold)
+    if th.ndim == 0:
+        return float(th)  # the scalar path stays exactly what it always was
+    if th.shape != (m,):
+        raise ValueError(f"expected threshold to be a number or an array of shape ({m},), one per class, "
+                         f"got shape {th.shape}")
+    th = th.astype(np.float64)
+    if np.isnan(th).any():
+        bad = int(np.flatnonzero(np.isnan(th))[0])
+        raise ValueError(f"expected thresholds without NaN, got a NaN at class {bad}")
+    return th[None, :]  # (1, M)
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -151,13 +167,14 @@ def average_precision_per_class(y_true: Any, y_score: Any, ignore: Any = None) -
     return _class_ap(y, s)
 
 
-def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5, ignore: Any = None) -> dict[str, float]:
+def evaluate(y_true: Any, y_score: Any, threshold: float | Any = 0.5, ignore: Any = None) -> dict[str, float]:
     """Compute every metric of ``METRIC_KEYS`` (conventions in the module docstring).
 
     Args:
         y_true: (N, M) 0/1 labels (bool, int or float; numpy array or torch tensor).
         y_score: (N, M) scores, e.g. probabilities (numpy array or torch tensor).
-        threshold: a label is predicted positive where its score is ``>= threshold``.
+        threshold: a label is predicted positive where its score is ``>= threshold``: one number,
+            or (M,) per-class thresholds (``y_score >= threshold[None, :]``).
         ignore: optional (N, M) bool, entries left out of every metric (module docstring).
 
     Returns:
@@ -166,10 +183,11 @@ def evaluate(y_true: Any, y_score: Any, threshold: float = 0.5, ignore: Any = No
 
     Raises:
         ValueError: the shapes differ or are not 2-D, an input is empty, y_true holds a value
-            other than 0/1, or y_score holds a NaN.
+            other than 0/1, y_score holds a NaN, or threshold is neither a number nor (M,).
     """
     y, s = _check(y_true, y_score)  # (N, M) bool, (N, M) float64
     n, m = y.shape
+    threshold = _check_threshold(threshold, m)  # float or (1, M)
     keep = np.ones_like(y) if ignore is None else ~_check_ignore(ignore, y.shape)  # (N, M) bool
     y = y & keep
     # An ignored entry scores -inf: below every kept one, so it never counts as scoring ">=" one.

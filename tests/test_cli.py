@@ -145,3 +145,55 @@ def test_evaluate_and_predict_write_parquet(tmp_path, tiny_table, tiny_cfg):
     assert code == 0, err
     pred = pd.read_parquet(tmp_path / "p.parquet")
     assert len(pred) == 120 and pred["circle"].between(0, 1).all() and "labels" in pred.columns
+
+
+def test_thresholds_command_and_predict_with_tuned_or_global_thresholds(tmp_path, tiny_table, tiny_cfg):
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from retdm.train.run import train_method
+
+    assert run("thresholds", "--help")[0] == 0
+    train_method(tiny_table, tmp_path / "run", one_epoch(tiny_cfg), "bce", progress=False)
+    ckpt, images = tmp_path / "run/bce/pretrain/best.pt", tiny_table.parent / "images"
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.parquet",
+                       "--thresholds", "tuned")
+    assert code == 1 and f"{ckpt.parent / 'thresholds.json'}: no tuned thresholds" in err
+    assert "retdm thresholds --data TABLE --runs RUNS -m METHOD" in err and not (tmp_path / "p.parquet").exists()
+    code, out, err = run("thresholds", "--data", tiny_table, "--runs", tmp_path / "run", "-m", "bce")
+    assert code == 0 and "on 19 validation rows" in out, err
+    tuned = json.loads((ckpt.parent / "thresholds.json").read_text())
+    assert tuned["mode"] == "per_class" and tuned["tuned_on"]["split"] == "validation"
+    th = np.array(list(tuned["thresholds"].values()))  # (M,)
+    names = list(tuned["thresholds"])
+
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.parquet",
+                       "--thresholds", "tuned")
+    assert code == 0, err
+    pred = pd.read_parquet(tmp_path / "p.parquet")
+    assert list(pred.columns) == ["image", *names, "labels"] and len(pred) == 120
+    expected = [[n for n, hit in zip(names, row) if hit] for row in pred[names].to_numpy() >= th[None, :]]
+    assert [list(x) for x in pred["labels"]] == expected
+    assert any(e != [n for n, s in zip(names, row) if s >= 0.5] for e, row in zip(expected, pred[names].to_numpy()))
+    meta = json.loads(pq.read_schema(tmp_path / "p.parquet").metadata[b"retdm"])
+    assert meta["thresholds"] == tuned["thresholds"] and meta["thresholds_mode"] == "per_class"
+    assert meta["thresholds_tuned_on"]["checkpoint_sha256"] == meta["checkpoint_sha256"]
+
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.csv",
+                       "--thresholds", "0.3")
+    assert code == 0, err
+    csv = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert list(csv.columns) == ["image", *names, "labels"]
+    assert csv["labels"].tolist() == [";".join(n for n, s in zip(names, row) if s >= 0.3)
+                                      for row in pred[names].to_numpy()]
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.out",
+                       "--format", "json", "--thresholds", ckpt.parent / "thresholds.json")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "p.out").read_text())
+    assert doc["thresholds"] == tuned["thresholds"] and len(doc["predictions"]) == 120
+    first = doc["predictions"][0]
+    assert set(first) == {"image", *names, "labels"} and first["labels"] == expected[0]
+    assert abs(first[names[0]] - pred[names[0]].iloc[0]) < 1e-7
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.txt")
+    assert code == 1 and "--format parquet|csv|json" in err and not (tmp_path / "p.txt").exists()

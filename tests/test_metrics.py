@@ -219,3 +219,23 @@ def test_per_class_ap_are_the_terms_of_map():
     for j in range(4):
         assert ap[j] == pytest.approx(skm.average_precision_score(y[:, j], s[:, j]))
     assert np.isnan(ap[4]) and np.nanmean(ap) == pytest.approx(evaluate(y, s)["mAP"])
+
+
+def test_per_class_thresholds():
+    """An (M,) threshold predicts ``y_score >= threshold[None, :]``; equal entries give the scalar result."""
+    y, s = make_case(4, "classes", 1)
+    m = y.shape[1]
+    assert evaluate(y, s, threshold=np.full(m, 0.3)) == evaluate(y, s, threshold=0.3)
+    th = np.linspace(0.2, 0.8, m)
+    got = evaluate(y, s, threshold=th)
+    pred = s >= th[None, :]
+    assert got["macro_F1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0), abs=TOL)
+    assert got["OF1"] == pytest.approx(skm.f1_score(y, pred, average="micro", zero_division=0), abs=TOL)
+    assert got["hamming_loss"] == pytest.approx(skm.hamming_loss(y, pred), abs=TOL)
+    for j in range(m):  # each class's counts are those of its own threshold
+        one = evaluate(y[:, [j]], s[:, [j]], threshold=th[j])
+        assert one["CP"] == pytest.approx(skm.precision_score(y[:, j], pred[:, j], zero_division=0), abs=TOL)
+    for key in ("mAP", "ranking_loss", "coverage", "one_error", "average_precision"):  # threshold-free
+        assert got[key] == evaluate(y, s)[key]
+    with pytest.raises(ValueError, match=rf"a number or an array of shape \({m},\), one per class, got shape \(3,\)"):
+        evaluate(y, s, threshold=np.full(3, 0.5))

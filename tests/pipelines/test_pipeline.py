@@ -266,3 +266,45 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
     assert scene["transform"]["source_size"] == TINY["data"]["resize"]
     assert "| retdm (paper) |" in (repo / "reports/comparison.md").read_text()
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
+
+
+def markdown_tables(text: str) -> list[pd.DataFrame]:
+    """The pipe tables of a Markdown page, cells as text."""
+    tables, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip("|").split("|")])
+        elif block:
+            tables.append(pd.DataFrame(block[2:], columns=block[0]))
+            block = []
+    return tables
+
+
+def test_the_report_renders_in_a_browser_and_shows_the_comparisons_numbers(repro, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "report"))
+    from browser import browser_missing, check_rendered, open_page
+
+    html, md = repro / "reports/index.html", repro / "reports/index.md"
+    assert html.is_file() and md.is_file()
+    # On synthetic, every number of our rows is the comparison table's, to the 4 decimals shown.
+    table = pd.read_parquet(repro / "results/comparison.parquet").set_index("method")
+    shown = markdown_tables(md.read_text())[0]
+    ours = shown[shown["row"] == "ours"].set_index("method")
+    assert list(ours.index) == METHODS
+    from retdm.compare import HEADERS
+
+    for method in METHODS:
+        for metric, header in HEADERS.items():
+            assert float(ours.loc[method, header].strip("*")) == pytest.approx(table.loc[method, metric], abs=5e-5)
+    figures = ["convergence", "sensitivity", "embedding-pca", "embedding-tsne", "examples", "class-ap"]
+    assert all((repro / f"reports/figures/synthetic-{f}.png").is_file() for f in figures)
+    if browser_missing() and os.environ.get("RETDM_REQUIRE_BROWSER") != "1":  # CI requires it
+        pytest.skip(browser_missing())
+    facts = open_page(html, tmp_path / "report.png")
+    assert check_rendered(facts, headings=("RETDM reproduction report", "synthetic", "Lineage"), min_tables=1,
+                          min_images=len(figures)) == []
+    assert all(image.natural_width > 0 for image in facts.images)
+    from PIL import Image
+
+    with Image.open(facts.screenshot) as shot:
+        assert shot.width >= 1000 and len(shot.convert("RGB").getcolors(1 << 20) or []) > 100
