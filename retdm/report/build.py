@@ -35,9 +35,9 @@ DECIMALS = 4
 
 
 def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One dataset's comparison, for display: per method our row, the paper's row and ``Δ`` (ours −
-    paper), values rounded to ``DECIMALS`` as in ``reports/comparison.md``; ``reference`` marks
-    the rows that are not ours (never bold)."""
+    """One dataset's comparison, for display: per method our row (with the std over seeds when
+    several ran), the paper's row and ``Δ`` (ours − paper), values rounded to ``DECIMALS`` as in
+    ``reports/comparison.md``; ``reference`` marks the rows that are not ours (never bold)."""
     part = table[table["dataset"] == dataset]
     ours, paper = part[part["source"] == "ours"], part[part["source"] == "paper"].set_index("method")
     rows = []
@@ -45,6 +45,9 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
         seeds = int(row["seeds"])
         rows.append({"method": row["method"] + (" ⚠" if row["f1_flag"] else ""), "row": "ours" if seeds == 1 else
                      f"ours, mean of {seeds} seeds", **{m: row[m] for m in TABLE_METRICS}, "reference": False})
+        if seeds > 1:
+            rows.append({"method": row["method"], "row": "± std over seeds",
+                         **{m: row[f"{m}_std"] for m in TABLE_METRICS}, "reference": True})
         if row["method"] in paper.index:
             ref = paper.loc[row["method"]]
             rows.append({"method": row["method"] + (" ⚠" if ref["f1_flag"] else ""), "row": "paper",
@@ -83,13 +86,15 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
         Text(f"Test split, prediction at score ≥ {threshold}; ↓ lower is better. Bold: our best per column. "
              "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding)."),
         Table(comparison_rows(table, dataset), highlight=best),
-        Text(retdm_vs_bce(table, dataset)),
+        Text(retdm_vs_bce(table, dataset) + " Where every row came from: [Lineage](#lineage)."),
     ]
     trained = [m for m in methods if (layout.evaluation(m) / "predictions.parquet").is_file()]
     epochs = epoch_logs(layout, trained)
     if len(epochs):
         blocks.append(Figure(figures.convergence_figure(epochs, f"{dataset}: training curves"),
-                             "Training and validation loss, and validation mAP, per epoch of each stage (Fig. 6).",
+                             "Training and validation loss, and validation mAP, per epoch of each stage (Fig. 6). "
+                             "Every method continues the one shared BCE pretrain, so their curves coincide "
+                             "until their own stages begin.",
                              f"{dataset}-convergence"))
     if layout.sweep_results.is_file():
         grid = pd.read_parquet(layout.sweep_results)

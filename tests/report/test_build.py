@@ -1,0 +1,32 @@
+"""The report's tables and verdicts from a comparison table (the page itself: test_page, and the
+whole report from a real pipeline run, in a browser: tests/pipelines/test_pipeline.py)."""
+
+import numpy as np
+import pandas as pd
+
+from retdm.report.build import TABLE_METRICS, comparison_rows, retdm_vs_bce
+
+
+def comparison(seeds: int, std: float) -> pd.DataFrame:
+    rows = []
+    for method, level in (("bce", 0.80), ("retdm", 0.82)):
+        rows.append({"dataset": "scene", "method": method, "source": "ours", "seeds": seeds, "f1_flag": False,
+                     **{m: level for m in TABLE_METRICS}, **{f"{m}_std": std for m in TABLE_METRICS}})
+    rows.append({"dataset": "scene", "method": "retdm", "source": "paper", "seeds": np.nan, "f1_flag": True,
+                 **{m: 0.85 for m in TABLE_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def test_rows_put_the_paper_and_the_difference_under_ours():
+    rows = comparison_rows(comparison(3, 0.004), "scene")
+    assert list(rows["row"]) == ["ours, mean of 3 seeds", "± std over seeds", "ours, mean of 3 seeds",
+                                 "± std over seeds", "paper", "Δ ours − paper"]
+    assert list(rows["reference"]) == [False, True, False, True, True, True]
+    assert rows["method"].iloc[4] == "retdm ⚠"  # the paper's row is flagged, ours is not
+    assert rows["AP"].iloc[5] == -0.03 and rows["C-F1"].iloc[1] == 0.004
+
+
+def test_retdm_against_bce_is_judged_against_the_spread_over_seeds():
+    assert "+0.0200; larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.004), "scene")
+    assert "not larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.05), "scene")
+    assert "one seed, so the spread between seeds is not measured" in retdm_vs_bce(comparison(1, 0.0), "scene")
