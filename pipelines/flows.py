@@ -62,7 +62,8 @@ def stage_graph(root: Path) -> dict[str, list[str]]:
 def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[str] | None,
            methods: list[str] | None) -> list[str]:
     """The stages to run for ``datasets`` × ``methods`` (default: all in params.yaml), with
-    everything they depend on; ``compare`` only when the selection covers all of params.yaml."""
+    everything they depend on; ``compare`` and ``report`` only when the selection covers all of
+    params.yaml."""
     for kind, chosen, known in (("dataset", datasets, params["datasets"]), ("method", methods, params["methods"])):
         unknown = sorted(set(chosen or []) - set(known))
         if unknown:
@@ -70,7 +71,7 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
     datasets, methods = datasets or list(params["datasets"]), methods or list(params["methods"])
     wanted = {f"evaluate@{d}-{m}" for d in datasets for m in methods}
     if set(datasets) == set(params["datasets"]) and set(methods) == set(params["methods"]):
-        wanted.add("compare")
+        wanted |= {"compare", "report"}
     missing = sorted(wanted - set(graph))
     if missing:
         raise ConfigError(f"dvc.yaml has no stage(s) {missing}; stages are: {', '.join(graph)}")
@@ -132,7 +133,7 @@ def run_stage(stage: str, root: str) -> dict[str, Any]:
 
 
 def publish(root: Path) -> None:
-    """The comparison table as a Prefect table artifact and its Markdown as a markdown artifact."""
+    """The comparison table as a Prefect table artifact, its Markdown and a link to the report page."""
     import pandas as pd
 
     table = pd.read_parquet(root / RESULTS / "comparison.parquet")
@@ -140,6 +141,10 @@ def publish(root: Path) -> None:
     create_table_artifact(rows, key="retdm-comparison", description="Test metrics per dataset × method")
     create_markdown_artifact((root / COMPARISON_MD).read_text(), key="retdm-comparison-report",
                              description="reports/comparison.md")
+    page = (root / "reports" / "index.html").resolve()
+    if page.is_file():
+        create_markdown_artifact(f"The report: [{page}](file://{page}) (also reports/index.md)", key="retdm-report",
+                                 description="reports/index.html, the page with the tables and figures")
 
 
 @flow(name="reproduce", task_runner=ThreadPoolTaskRunner(), log_prints=True)

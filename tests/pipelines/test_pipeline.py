@@ -184,6 +184,7 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     rows = json.loads(artifacts["retdm-comparison"].data)
     assert [r["method"] for r in rows] == METHODS
     assert "## synthetic" in artifacts["retdm-comparison-report"].data
+    assert "reports/index.html" in artifacts["retdm-report"].data
 
 
 def test_only_failures_on_bad_input_are_not_retried():
