@@ -31,7 +31,7 @@ def test_bad_config_names_the_key(overrides, match):
 
 
 def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ConfigError, match="cpu, paper"):
+    with pytest.raises(ConfigError, match="cpu, features, lite, paper"):
         load_config("gpu")
 
 
