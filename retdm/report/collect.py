@@ -30,9 +30,12 @@ def epoch_logs(layout: Layout, methods: list[str]) -> pd.DataFrame:
     have none of their own and are left out)."""
     frames = []
     for method in methods:
-        for stage in METHODS.get(method).stages:
+        stages = METHODS.get(method).stages
+        if "fit" in stages:  # a feature method trains no network of its own
+            continue
+        for stage in stages:
             path = stage_dir(layout.runs, method, stage) / "epochs.csv"
-            if stage in ("features", "fit") or not path.is_file():
+            if not path.is_file():
                 continue
             log = pd.read_csv(path)
             frames.append(log.reindex(columns=["epoch", *EPOCH_COLUMNS]).assign(method=method, stage=stage))

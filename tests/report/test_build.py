@@ -30,3 +30,18 @@ def test_retdm_against_bce_is_judged_against_the_spread_over_seeds():
     assert "+0.0200; larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.004), "scene")
     assert "not larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.05), "scene")
     assert "one seed, so the spread between seeds is not measured" in retdm_vs_bce(comparison(1, 0.0), "scene")
+
+
+def test_epoch_logs_follow_each_networks_stages_and_skip_feature_methods(tmp_path):
+    from retdm.layout import Layout
+    from retdm.report.collect import epoch_logs
+
+    layout = Layout("toy", tmp_path)
+    for folder, n in (("bce/pretrain", 3), ("retdm/embed", 2), ("retdm/finetune", 1)):
+        (layout.runs / folder).mkdir(parents=True)
+        pd.DataFrame({"epoch": range(1, n + 1), "train_loss": 1.0, "val_loss": 0.5, "val_mAP": 0.7,
+                      "lr": 0.1}).to_csv(layout.runs / folder / "epochs.csv", index=False)
+    logs = epoch_logs(layout, ["bce", "retdm", "mlknn"])
+    assert list(logs.columns) == ["method", "stage", "epoch", "train_loss", "val_loss", "val_mAP"]
+    assert logs.groupby(["method", "stage"], sort=False).size().to_dict() == {
+        ("bce", "pretrain"): 3, ("retdm", "pretrain"): 3, ("retdm", "embed"): 2, ("retdm", "finetune"): 1}
