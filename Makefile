@@ -47,10 +47,11 @@ clean:
 
 # The paper's "scene" dataset (MIML natural scenes) from its official layout at $(SCENE), with
 # EfficientNet-Lite0 from ImageNet (the `lite` profile): BCE and RETDM beside the paper's Table II,
-# as a DVC experiment (`dvc exp show`), ~25 min on 2 CPU cores.
+# as a DVC experiment (`dvc exp show`), ~12 min on 2 CPU cores.
 SCENE ?= ../shared/datasets/miml_scene
 scene: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --name scene-lite \
 	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
-	  -S '~methods' -S '+methods={bce: {}, retdm: {}}' -S 'retdm_variants=[retdm]' -S 'deep_baselines=[]' -S 'feature_methods=[]'
+	  -S '~methods' -S '+methods={bce: {}, retdm: {}}' -S 'retdm_variants=[retdm]' -S 'deep_baselines=[]' -S 'feature_methods=[]' \
+	  -S 'sweep.datasets=[]'
 	@echo "results: results/comparison.parquet, reports/comparison.md (scene beside the paper's Table II)"

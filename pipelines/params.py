@@ -38,6 +38,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
     check_method_groups(params, path)
+    swept = (params["sweep"] or {}).get("datasets") or []
+    unknown = [d for d in swept if d not in (params["datasets"] or {})]
+    if unknown or (swept and "retdm" not in params["methods"]):
+        raise ConfigError(f"{path}: sweep.datasets {swept} " + (f"names {unknown}, not in datasets" if unknown else
+                          "needs retdm in methods") + "; list datasets of `datasets` (or none: sweep.datasets: [])")
     for name, spec in (params["datasets"] or {}).items():
         absent = [k for k in ("source", "official_split", "train") if not isinstance(spec, dict) or k not in spec]
         if absent:
