@@ -151,7 +151,7 @@ def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(meta),
                    tmp_path / "mine/labels.parquet")
     set_params(repo, datasets={"mine": {"source": "table", "table": str(tmp_path / "mine/labels.parquet"),
-                                        "official_split": False, "train": {}}})
+                                        "official_split": False, "train": {}}}, **{"sweep.datasets": []})
     proc = sh(repo, "dvc", "repro", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
