@@ -52,7 +52,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from retdm.data.dataset import read_image
-from retdm.data.table import LabelTable
+from retdm.data.table import LabelTable, replace_dir
 from retdm.data.transforms import resize_square
 from retdm.errors import DataError
 
@@ -146,7 +146,7 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
                        "antialias": True, "torchvision": torchvision.__version__, "torch": torch.__version__},
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
@@ -179,20 +179,6 @@ def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_s
     return shards
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` onto ``out_dir``; an existing ``out_dir`` is removed only after."""
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    old.rmdir()
-    os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 class ImageCache:

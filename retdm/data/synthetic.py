@@ -117,7 +117,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, read_label_table, write_label_table
+from retdm.data.table import LabelTable, assign_split, read_label_table, replace_dir, write_label_table
 from retdm.errors import ConfigError, DataError
 
 GENERATOR = "retdm.data.synthetic"
@@ -472,20 +472,6 @@ def generate_item(seed: int, index: int, options: SynthOptions) -> tuple[np.ndar
 # the dataset
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` onto ``out_dir``; an existing ``out_dir`` is removed only after."""
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    old.rmdir()
-    os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 @DATASETS.register(
@@ -596,7 +582,7 @@ def make_synthetic(
             frame[name] = labels[:, j]
         table = LabelTable(frame, LABEL_NAMES, tmp, "synthetic", source)
         write_label_table(table, tmp / "labels.parquet")
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
