@@ -33,10 +33,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
     params = yaml.safe_load(path.read_text()) or {}
-    needed = ("profile", "seed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS, "evaluate", "sweep")
+    needed = ("profile", "seed", "distributed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS,
+              "evaluate", "sweep")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
+    check_distributed(params.get("distributed"), path)
     check_method_groups(params, path)
     swept = (params["sweep"] or {}).get("datasets") or []
     unknown = [d for d in swept if d not in (params["datasets"] or {})]
@@ -50,6 +52,35 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
                               f"to keep its `official_split` (true/false) and its `train` overrides (`train: {{}}` "
                               f"for none); dvc.yaml lists them as params")
     return params
+
+
+DISTRIBUTED_KEYS = {"nproc_per_node": int, "nnodes": int, "rdzv_endpoint": str}
+
+
+def check_distributed(spec: Any, path: Path) -> None:
+    """``distributed`` has exactly ``nproc_per_node`` ≥ 1, ``nnodes`` ≥ 1 and ``rdzv_endpoint`` (host:port)."""
+    if not isinstance(spec, dict) or sorted(spec) != sorted(DISTRIBUTED_KEYS):
+        raise ConfigError(f"{path}: distributed must have exactly the keys {sorted(DISTRIBUTED_KEYS)}, got {spec!r}; "
+                          f"e.g. {{nproc_per_node: 1, nnodes: 1, rdzv_endpoint: localhost:29500}}")
+    for key, kind in DISTRIBUTED_KEYS.items():
+        value = spec[key]
+        if type(value) is not kind or (kind is int and value < 1) or (kind is str and ":" not in value):
+            raise ConfigError(f"{path}: distributed.{key} is {value!r}; expected "
+                              + ("an integer >= 1" if kind is int else "host:port of the rendezvous (node 0)"))
+
+
+def torchrun_command(params: dict[str, Any], args: list[str], run_id: str) -> list[str] | None:
+    """The ``torchrun`` command line that runs ``python <args>`` on ``distributed``'s processes:
+    ``--standalone`` on one node, c10d rendezvous at ``rdzv_endpoint`` on several (start the same
+    command on every node: ``infra/torchrun.sh``). None when it is a single process."""
+    spec = params["distributed"]
+    if spec["nproc_per_node"] * spec["nnodes"] == 1:
+        return None
+    where = (["--standalone"] if spec["nnodes"] == 1 else
+             [f"--nnodes={spec['nnodes']}", "--rdzv_backend=c10d", f"--rdzv_endpoint={spec['rdzv_endpoint']}",
+              f"--rdzv_id={run_id}"])
+    return [sys.executable, "-m", "torch.distributed.run", *where, f"--nproc_per_node={spec['nproc_per_node']}",
+            *args]
 
 
 def check_method_groups(params: dict[str, Any], path: Path) -> None:

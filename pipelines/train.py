@@ -2,19 +2,27 @@
 
 One training stage of one method, with the config ``params.yaml`` gives it (profile ← ``train``
 ← ``datasets.<dataset>.train`` ← ``methods.<method>`` ← ``seed``), reading the image cache when
-the config asks for it. Usage: ``python -m pipelines.train DATASET METHOD STAGE``.
+the config asks for it. With ``distributed`` asking for more than one process, a network stage
+launches itself under ``torchrun`` (data-parallel, ``retdm.train.distributed``) and waits for it.
+Usage: ``python -m pipelines.train DATASET METHOD STAGE``.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 from pipelines.cache import image_cache
-from pipelines.params import Layout, load_params, stage_main, train_config
-from retdm.train.run import train_method
+from pipelines.params import Layout, load_params, stage_main, torchrun_command, train_config
+from retdm.train.run import STAGE_FUNCTIONS, train_method
 
 
 def main(dataset: str, method: str, stage: str) -> None:
-    """python -m pipelines.train DATASET METHOD STAGE (pretrain | embed | finetune)."""
+    """python -m pipelines.train DATASET METHOD STAGE (pretrain | embed | finetune | fit)."""
     params = load_params()
+    launch = torchrun_command(params, ["-m", "pipelines.train", dataset, method, stage], f"{dataset}-{method}-{stage}")
+    if launch is not None and stage in STAGE_FUNCTIONS and "LOCAL_RANK" not in os.environ:
+        raise SystemExit(subprocess.call(launch))  # torchrun's exit status: non-zero when any process failed
     layout = Layout(dataset)
     train_method(layout.table, layout.runs, train_config(params, method, dataset), method, stages=(stage,),
                  image_cache=image_cache(params, dataset))

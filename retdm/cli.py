@@ -179,12 +179,18 @@ def train(table: Path, out: Path, method: str, stage: str, profile: str, overrid
           seed: int | None, quiet: bool) -> None:
     """Train a method: the network stages pretrain (BCE), embed (label net), finetune
     (everything); a feature method (mlknn, lmmo_knn, mlspl, c2ae) runs pretrain, then features
-    (the BCE backbone's embeddings of every image) and fit (its estimator on them)."""
+    (the BCE backbone's embeddings of every image) and fit (its estimator on them).
+
+    Data-parallel on several GPUs or nodes: start it with torchrun, e.g. `torchrun
+    --nproc_per_node 8 -m retdm.cli train ...`; data.batch_size is the global batch."""
+    from retdm.train.distributed import session
     from retdm.train.run import train_method
 
     cfg = resolve_config(profile, overrides, seed)
-    best = train_method(table, out, cfg, method, None if stage == "all" else (stage,), progress=not quiet)
-    click.echo(f"best checkpoint: {best}")
+    with session(cfg.device) as world:
+        best = train_method(table, out, cfg, method, None if stage == "all" else (stage,), progress=not quiet)
+        if world.main:
+            click.echo(f"best checkpoint: {best}")
 
 
 @main.command("evaluate")
@@ -200,10 +206,13 @@ def train(table: Path, out: Path, method: str, stage: str, profile: str, overrid
               help="Write metrics in long form to this Parquet file (and predictions beside it).")
 def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], checkpoint: Path | None, split: str,
                  threshold: float, out: Path | None) -> None:
-    """Compute the 12 metrics (paper's 11 plus mAP) of trained models and print them as a table."""
+    """Compute the 12 metrics (paper's 11 plus mAP) of trained models and print them as a table.
+
+    Under torchrun each process scores its share of the images; rank 0 writes and prints."""
     import pandas as pd
 
     from retdm.evaluate import evaluate_checkpoint, metrics_frame, predictions_frame, provenance
+    from retdm.train.distributed import session
     from retdm.metrics import METRIC_KEYS
     from retdm.provenance import write_parquet
     from retdm.train.run import final_checkpoint
@@ -216,13 +225,18 @@ def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], check
         raise click.UsageError("give --checkpoint FILE, or --runs DIR with one or more --method")
     frames, rows = [], {}
     for method, ckpt in targets:
-        metrics, scores, part, record = evaluate_checkpoint(ckpt, table, split=split, threshold=threshold)
+        with session() as world:
+            metrics, scores, part, record = evaluate_checkpoint(ckpt, table, split=split, threshold=threshold)
+        if not world.main:
+            continue
         name = method or record["method"]
         rows[name] = {k: metrics[k] for k in METRIC_KEYS}
         frames.append(metrics_frame(metrics, dataset=part.name, method=name, seed=record["config"]["seed"]))
         if out is not None:
             write_parquet(predictions_frame(part, scores), out.with_name(f"{out.stem}_{name}_predictions.parquet"),
                           provenance(ckpt, record, split, threshold))
+    if not frames:  # a rank other than 0 under torchrun
+        return
     if out is not None:
         write_parquet(pd.concat(frames, ignore_index=True), out,
                       {"checkpoints": {m or "": str(c) for m, c in targets}, "split": split, "threshold": threshold})

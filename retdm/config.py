@@ -115,6 +115,9 @@ class TrainConfig:
     amp: bool = True              # mixed precision on CUDA only; ignored on CPU
     threads: int = 0              # CPU threads of torch (0: its default, all cores); the last bits of the
                                   # results depend on it, so the pipeline fixes it per stage
+    compile: bool = False         # torch.compile the backbone (GPU runs; the first steps pay the compile)
+    sync_batchnorm: bool = True   # under torchrun: BatchNorm statistics over the global batch, so that W
+                                  # processes train as one process with the same global batch would
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

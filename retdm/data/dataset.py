@@ -51,7 +51,7 @@ class LabelTableDataset(Dataset):
 
     Args:
         table: the (already split) label table.
-        transform: callable on a uint8 (3, H, W) tensor; see ``retdm.data.transforms``.
+        transform: callable on a uint8 (3, H, W) tensor and the row index; see ``retdm.data.transforms``.
         cache: decode every image once, up front, into memory. Also checks that every image
             decodes before training starts.
         progress: show a progress bar while caching.
@@ -59,7 +59,7 @@ class LabelTableDataset(Dataset):
             ``cached_loader``); ``cache`` is then ignored.
     """
 
-    def __init__(self, table: LabelTable, transform: Callable[[Tensor], Tensor], cache: bool = False,
+    def __init__(self, table: LabelTable, transform: Callable[[Tensor, int], Tensor], cache: bool = False,
                  progress: bool = False, loader: Callable[[int], Tensor] | None = None) -> None:
         if not table.has_images:
             raise DataError(f"dataset {table.name!r} holds feature vectors, not image paths; read it with "
@@ -96,11 +96,11 @@ class LabelTableDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
-        return self.transform(self.raw(i)), self.labels[i], i
+        return self.transform(self.raw(i), i), self.labels[i], i
 
     def images(self, rows: Tensor) -> Tensor:
         """Transformed images of many rows at once, stacked: (len(rows), 3, S, S)."""
-        return torch.stack([self.transform(self.raw(int(i))) for i in rows.reshape(-1)])
+        return torch.stack([self.transform(self.raw(int(i)), int(i)) for i in rows.reshape(-1)])
 
 
 @dataclass(frozen=True)

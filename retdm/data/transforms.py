@@ -53,17 +53,28 @@ def from_source(image: Tensor, spec: TransformSpec) -> Tensor:
 
 
 class TrainTransform:
-    """Resize, one of five crops at random (torch's global RNG, seeded per epoch), normalise."""
+    """Resize, one of five crops at random, normalise.
+
+    The crop of item i is drawn per epoch by ``draw_crops(seed, n)`` (training does, so an item
+    gets the same crop in whichever process or loader worker reads it); without it, or without an
+    item index, from torch's global RNG.
+    """
 
     def __init__(self, spec: TransformSpec) -> None:
         self.spec = spec
         self.mean = torch.tensor(spec.mean).view(3, 1, 1)
         self.std = torch.tensor(spec.std).view(3, 1, 1)
+        self.crops: Tensor | None = None  # (N,) crop per item, 0-3 corners, 4 centre
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def draw_crops(self, seed: int, n: int) -> None:
+        """Draw the crop of each of ``n`` items for one epoch from ``seed``."""
+        self.crops = torch.randint(5, (n,), generator=torch.Generator().manual_seed(seed))
+
+    def __call__(self, image: Tensor, index: int | None = None) -> Tensor:
         s, c = self.spec.resize, self.spec.image_size
         image = resize_square(from_source(image, self.spec), s)  # (3, s, s)
-        corner = int(torch.randint(5, ()).item())
+        drawn = self.crops is not None and index is not None
+        corner = int(self.crops[index]) if drawn else int(torch.randint(5, ()).item())
         top, left = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)][corner]
         image = image[:, top : top + c, left : left + c]  # (3, c, c)
         return (image.float() / 255.0 - self.mean) / self.std
@@ -77,7 +88,7 @@ class TestTransform:
         self.mean = torch.tensor(spec.mean).view(3, 1, 1)
         self.std = torch.tensor(spec.std).view(3, 1, 1)
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Tensor, index: int | None = None) -> Tensor:
         c = self.spec.image_size
         image = resize_square(from_source(image, self.spec), c)  # (3, c, c)
         return (image.float() / 255.0 - self.mean) / self.std

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from retdm import __version__
@@ -32,6 +32,7 @@ from retdm.methods import METHODS
 from retdm.models.retdm_net import RETDMNet
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
+from retdm.train import distributed
 from retdm.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from retdm.train.hardware import pick_device, torch_threads
 
@@ -41,18 +42,24 @@ def forward_images(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDat
                    device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item (image or feature vector), in dataset order.
 
+    Under torchrun each process scores a contiguous, disjoint share of the items and every process
+    gets all of them back in dataset order (no padded or repeated item).
+
     Returns:
         (N, D) float32 image embeddings and (N, M) float32 scores.
     """
     device = device or torch.device("cpu")
     model.eval().to(device)
+    world = distributed.world()
+    if len(dataset) < world.size:
+        raise DataError(f"{len(dataset)} items cannot be shared among {world.size} processes; score them in one")
     embeddings, scores = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for images, _, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
+    loader = DataLoader(Subset(dataset, distributed.shard(len(dataset), world)), batch_size=batch_size, shuffle=False)
+    for images, _, _ in tqdm(loader, desc="predict", disable=not (progress and world.main), leave=False):
         f_img, logits = model(images.to(device))  # (B, D), (B, M)
-        embeddings.append(f_img.float().cpu())
-        scores.append(torch.sigmoid(logits.float()).cpu())
-    return torch.cat(embeddings).numpy(), torch.cat(scores).numpy()
+        embeddings.append(f_img.float())
+        scores.append(torch.sigmoid(logits.float()))
+    return tuple(distributed.gather_shards(torch.cat(x)).cpu().numpy() for x in (embeddings, scores))
 
 
 def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,

@@ -9,9 +9,12 @@ import torch
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
+    """``auto`` → CUDA when available (the current GPU: under torchrun, the process's own), else
+    CPU; otherwise the named device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(name)
 
 

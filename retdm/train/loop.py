@@ -1,9 +1,14 @@
 """The epoch loop shared by the three stages: SGD, plateau, validation, checkpoints, resume.
 
-Every epoch re-seeds torch, numpy and the loader from (seed, stage, epoch), so a run resumed
-from the checkpoint of epoch e draws exactly what an uninterrupted run draws from epoch e+1 on,
-and ends with the same weights on the CPU. The test split is never read here: the validation
-part chooses the best epoch and drives the learning-rate plateau.
+Every epoch re-seeds torch, numpy, the sampler and the per-item draws from (seed, stage, epoch),
+so a run resumed from the checkpoint of epoch e draws exactly what an uninterrupted run draws from
+epoch e+1 on, and ends with the same weights on the CPU. The test split is never read here: the
+validation part chooses the best epoch and drives the learning-rate plateau.
+
+Under ``torchrun`` the trainable modules train as one ``DistributedDataParallel`` module, each
+process on its share of the global batch; see ``retdm.train.distributed`` for what keeps W
+processes equal to one. On CUDA the images go channels-last, with bf16 autocast (``amp``) and
+optionally a compiled backbone (``compile``).
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from retdm.config import OptimConfig, StageConfig
 from retdm.data.table import atomic_write
 from retdm.errors import TrainingError
 from retdm.metrics import evaluate
+from retdm.train import distributed
 from retdm.train.checkpoint import load_checkpoint, save_checkpoint
 
 TIMING_FILE = "timing.csv"  # excluded from DVC hashes by .dvcignore
@@ -58,9 +65,25 @@ class StageRun:
     record: dict[str, Any]                       # provenance written into every checkpoint
     extra_state: dict[str, Any] | None = None    # objects with state_dict/load_state_dict (the bank)
     before_training: Callable[[], None] | None = None   # runs once, when the stage starts fresh
+    before_epoch: Callable[[int], None] | None = None    # (epoch seed): the epoch's per-item draws
     num_workers: int = 0
     progress: bool = True
     on_epoch_end: Callable[[str, int], None] | None = None   # (stage, epoch), after the checkpoint
+    sync_batchnorm: bool = True   # under torchrun: BatchNorm over the global batch
+    compile: bool = False         # torch.compile the backbone
+
+
+class Trainee(nn.Module):
+    """The trainable modules with the stage's loss as ``forward``: what DDP wraps, so that exactly
+    the parameters that train have their gradients averaged across processes."""
+
+    def __init__(self, trainable: list[nn.Module], step_loss: StepLoss) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(trainable)
+        self.step_loss = step_loss
+
+    def forward(self, images: Tensor, labels: Tensor, rows: Tensor) -> tuple[Tensor, dict[str, float], Tensor]:
+        return self.step_loss((images, labels, rows), True)
 
 
 def epoch_seed(seed: int, stage: str, epoch: int) -> int:
@@ -76,6 +99,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The data-order seed of one stage; the sampler adds the epoch to it."""
+    return epoch_seed(seed, stage, 0) >> 2
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on the CPU."""
     if not enabled or device.type != "cuda":
@@ -88,7 +116,8 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     """Train one stage to its end, resuming from ``out_dir/last.pt`` when it exists.
 
     Writes ``last.pt`` every epoch, ``best.pt`` (lowest validation loss), ``epochs.csv`` (the
-    per-epoch losses and validation metrics) and ``timing.csv`` (wall time per epoch).
+    per-epoch losses and validation metrics) and ``timing.csv`` (wall time per epoch); under
+    torchrun only rank 0 writes, and every rank returns once they are written.
 
     Returns:
         The path of ``best.pt``.
@@ -96,8 +125,13 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     Raises:
         TrainingError: a non-finite loss (the last good checkpoint stays), or a checkpoint
             in ``out_dir`` from a different run.
+        ConfigError: a global batch that does not divide among the processes.
     """
     out, last, best = run.out_dir, run.out_dir / "last.pt", run.out_dir / "best.pt"
+    world = distributed.world()
+    local_batch = distributed.local_batch_size(run.batch_size, world)
+    if world.size > 1 and run.sync_batchnorm:
+        distributed.sync_batchnorm(run.model, run.device)
     params = [p for m in run.trainable for p in m.parameters()]
     optimizer = torch.optim.SGD(params, lr=run.stage.lr, momentum=run.optim.momentum,
                                 weight_decay=run.optim.weight_decay)
@@ -122,25 +156,36 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         start = ckpt["epoch"] + 1
     elif run.before_training is not None:
         run.before_training()
-    run.model.to(run.device)
+    place(run.model, run.device, run.compile)
+    step = Trainee(run.trainable, run.step_loss)
+    if world.size > 1:
+        step = DistributedDataParallel(step, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+                                       forward_sync_buffers=not run.sync_batchnorm)  # synced BN buffers agree
+    sampler = DistributedSampler(run.fit, num_replicas=world.size, rank=world.rank, shuffle=True,
+                                 seed=stage_seed(run.seed, run.name), drop_last=True)
+    progress = run.progress and world.main
 
     for epoch in range(start, run.stage.epochs + 1):
         if done:
             break
         t0 = time.perf_counter()
-        gen = seed_everything(epoch_seed(run.seed, run.name, epoch))
-        loader = DataLoader(run.fit, batch_size=run.batch_size, shuffle=True, generator=gen, drop_last=True,
+        seed = epoch_seed(run.seed, run.name, epoch)
+        seed_everything(seed)
+        if run.before_epoch is not None:
+            run.before_epoch(seed)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(run.fit, batch_size=local_batch, sampler=sampler, drop_last=True,
                             num_workers=run.num_workers, pin_memory=run.device.type == "cuda")
         set_modes(run.model, run.trainable)
         sums: dict[str, float] = {}
-        bar = tqdm(loader, desc=f"{run.name} {epoch}/{run.stage.epochs}", disable=not run.progress, leave=False)
-        for step, batch in enumerate(bar, start=1):
-            batch = [b.to(run.device, non_blocking=True) for b in batch]
+        bar = tqdm(loader, desc=f"{run.name} {epoch}/{run.stage.epochs}", disable=not progress, leave=False)
+        for n_step, batch in enumerate(bar, start=1):
+            batch = to_device(batch, run.device)
             with autocast(run.device, run.amp):
-                loss, parts, _ = run.step_loss(batch, True)
+                loss, parts, _ = step(*batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"stage {run.name!r}: the loss became {loss.item()} at epoch {epoch}, step {step}; training "
+                    f"stage {run.name!r}: the loss became {loss.item()} at epoch {epoch}, step {n_step}; training "
                     f"stopped, the last good checkpoint is {last if last.is_file() else '(none yet)'}. "
                     f"Lower {run.name}.lr (now {optimizer.param_groups[0]['lr']:g}) or check the data"
                 )
@@ -150,8 +195,9 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
             scaler.update()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{sums['loss'] / step:.4f}")
-        train_parts = {f"train_{k}": v / max(len(loader), 1) for k, v in sums.items()}
+            bar.set_postfix(loss=f"{sums['loss'] / n_step:.4f}")
+        steps = max(len(loader), 1) * world.size  # every rank ran len(loader) steps
+        train_parts = {f"train_{k}": v / steps for k, v in zip(sums, distributed.sum_over_ranks(*sums.values()))}
         val_parts = validate(run)
         lr = optimizer.param_groups[0]["lr"]
         if epoch > run.stage.plateau_after:
@@ -161,23 +207,49 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         done = epoch == run.stage.epochs or optimizer.param_groups[0]["lr"] < run.stage.min_lr * (1 - 1e-9)
         history.append({"stage": run.name, "epoch": epoch, "lr": lr, **train_parts, **val_parts,
                         "best": improved})
-        payload = {**run.record, "model": run.model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history, "done": done,
-                   "best_val_loss": best_loss,
-                   "extra": {k: o.state_dict() for k, o in (run.extra_state or {}).items()}}
-        if improved:
-            save_checkpoint(best, payload)
-        save_checkpoint(last, payload)
-        atomic_write(out / "epochs.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
-        log_time(out / TIMING_FILE, run.name, epoch, time.perf_counter() - t0)
-        if run.progress:
-            tqdm.write(f"{run.name} epoch {epoch}: " + " ".join(
-                f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
-        if run.on_epoch_end is not None:
-            run.on_epoch_end(run.name, epoch)
-    if done and not best.is_file():  # resumed a finished run whose best.pt was removed
+        if world.main:
+            save_epoch(run, history, improved, {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+                "history": history, "done": done, "best_val_loss": best_loss}, time.perf_counter() - t0)
+            if run.on_epoch_end is not None:
+                run.on_epoch_end(run.name, epoch)
+    if done and world.main and not best.is_file():  # resumed a finished run whose best.pt was removed
         save_checkpoint(best, load_checkpoint(last))
+    distributed.barrier()  # the next stage, on every rank, starts from the best.pt rank 0 wrote
     return best
+
+
+def save_epoch(run: StageRun, history: list[dict[str, Any]], improved: bool, state: dict[str, Any],
+               seconds: float) -> None:
+    """Rank 0's writes after an epoch: the checkpoints, ``epochs.csv``, ``timing.csv``, a log line."""
+    payload = {**run.record, "model": run.model.state_dict(), **state,
+               "extra": {k: o.state_dict() for k, o in (run.extra_state or {}).items()}}
+    if improved:
+        save_checkpoint(run.out_dir / "best.pt", payload)
+    save_checkpoint(run.out_dir / "last.pt", payload)
+    atomic_write(run.out_dir / "epochs.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
+    log_time(run.out_dir / TIMING_FILE, run.name, history[-1]["epoch"], seconds)
+    if run.progress:
+        tqdm.write(f"{run.name} epoch {history[-1]['epoch']}: " + " ".join(
+            f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
+
+
+def place(model: nn.Module, device: torch.device, compile_backbone: bool) -> None:
+    """Move the model to ``device``; on CUDA lay images out channels-last (the tensor cores' layout)
+    and, with ``compile_backbone``, compile the backbone in place (its state_dict keys unchanged)."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    if compile_backbone and not getattr(model.backbone, "_compiled_call_impl", None):
+        model.backbone.compile()
+
+
+def to_device(batch: list[Tensor], device: torch.device) -> list[Tensor]:
+    """A batch on ``device`` (asynchronously from pinned memory); images channels-last on CUDA."""
+    batch = [b.to(device, non_blocking=True) for b in batch]
+    if device.type == "cuda" and batch[0].dim() == 4:
+        batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+    return batch
 
 
 def log_time(path: Path, stage: str, epoch: int, seconds: float) -> None:
@@ -197,17 +269,25 @@ def set_modes(model: nn.Module, trainable: list[nn.Module]) -> None:
 
 @torch.no_grad()
 def validate(run: StageRun) -> dict[str, float]:
-    """The stage's loss on the validation part, and its classification metrics."""
+    """The stage's loss on the validation part, its classification metrics, and ``val_items``, the
+    number of items they count. Under torchrun each rank scores a contiguous, disjoint share and
+    the scores are gathered back in item order: every item counts exactly once, on every rank."""
     run.model.eval()
-    loader = DataLoader(run.val, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers)
-    total, count, scores, labels = 0.0, 0, [], []
+    world = distributed.world()
+    if len(run.val) < world.size:
+        raise TrainingError(f"the validation part has {len(run.val)} items, fewer than the {world.size} processes; "
+                            f"raise data.val_fraction or train on fewer processes")
+    part = Subset(run.val, distributed.shard(len(run.val), world))
+    loader = DataLoader(part, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers)
+    total, scores, labels = 0.0, [], []
     for batch in loader:
-        batch = [b.to(run.device) for b in batch]
+        batch = to_device(batch, run.device)
         with autocast(run.device, run.amp):
             loss, _, logits = run.step_loss(batch, False)
         total += loss.item() * len(batch[0])
-        count += len(batch[0])
-        scores.append(torch.sigmoid(logits.float()).cpu())
-        labels.append(batch[1].cpu())
-    metrics = evaluate(torch.cat(labels).numpy(), torch.cat(scores).numpy())
-    return {"val_loss": total / count, **{f"val_{k}": metrics[k] for k in VAL_METRICS}}
+        scores.append(torch.sigmoid(logits.float()))
+        labels.append(batch[1].float())
+    total, count = distributed.sum_over_ranks(total, len(part))
+    scores, labels = (distributed.gather_shards(torch.cat(x)).cpu().numpy() for x in (scores, labels))
+    metrics = evaluate(labels, scores)
+    return {"val_loss": total / count, **{f"val_{k}": metrics[k] for k in VAL_METRICS}, "val_items": len(scores)}

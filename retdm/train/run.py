@@ -29,6 +29,7 @@ from retdm.methods import FEATURES_FILE, METHODS, Method, stage_dir
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model
+from retdm.train import distributed
 from retdm.train.data import build_training_data, check_backbone
 from retdm.train.features import export_features, fit_estimator
 from retdm.train.hardware import pick_device, torch_threads
@@ -59,6 +60,8 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     """Train ``method`` on the table at ``table_path``, running ``stages`` (default: all it needs).
 
     A stage reads the best checkpoint of the stage before it, which must exist (run it first).
+    Under ``torchrun`` the network stages train data-parallel (``retdm.train.distributed``); the
+    feature stages are not distributed, so run them in one process.
     With ``cfg.data.image_cache``, ``image_cache`` (built at ``cfg.data.resize`` by
     ``retdm.data.image_cache.build_image_cache``) is read instead of decoding the image files; the
     result is the same without it, only slower.
@@ -74,7 +77,7 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         raise ConfigError(f"method {method!r} has stages {spec.stages}; it has no stage {unknown[0]!r}")
     out_dir = Path(out_dir)
     best = None
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads), distributed.session(cfg.device):
         network = tuple(s for s in stages if s in STAGE_FUNCTIONS)
         if network:
             best = train_network(table_path, out_dir, cfg, method, network, progress=progress,
@@ -95,6 +98,7 @@ def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig
                   image_cache: str | os.PathLike | None = None) -> Path:
     """The network stages (pretrain, embed, finetune) of ``train_method``; ``cfg`` is resolved."""
     spec = METHODS.get(method)
+    progress = progress and distributed.world().main
     table = read_label_table(table_path)
     check_backbone(table, cfg.model)
     device = pick_device(cfg.device)

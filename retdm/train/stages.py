@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from retdm.config import LossConfig, TrainConfig
+from retdm.data.transforms import TrainTransform
 from retdm.errors import ConfigError, TrainingError
 from retdm.losses import (
     CenterLossCenters,
@@ -35,6 +36,7 @@ from retdm.models.retdm_net import RETDMNet
 from retdm.neighbours import EmbeddingBank, sample_pool_items
 from retdm.train.checkpoint import load_checkpoint
 from retdm.train.data import TrainingData
+from retdm.train.distributed import gather_equal
 from retdm.train.loop import Batch, StageRun, run_stage
 
 STAGES = ("pretrain", "embed", "finetune")
@@ -69,8 +71,27 @@ class Objective:
     loss: LossConfig
     w_cls: float
     bank: EmbeddingBank | None
-    generator: torch.Generator
     centers: CenterLossCenters | None = None
+    draws: dict[bool, Tensor] | None = None  # training? → (N, K) uniforms picking each item's pool images
+
+    def used_modules(self) -> set[str]:
+        """The model parts (and ``centers``) this loss reaches: only they may train under DDP."""
+        used = {"backbone", "classifier"}
+        if self.loss.alpha or self.loss.beta:
+            used.add("label_net")
+        if self.loss.beta:
+            used.add("reconstructor")
+        if self.loss.center and self.centers is not None:
+            used.add("centers")
+        return used
+
+    def draw_pools(self, seed: int) -> None:
+        """Draw, for one epoch, which pool image stands for each neighbour set of each fit and
+        validation item: per item, so the draw does not depend on the batch or process."""
+        g = torch.Generator().manual_seed(seed)
+        k = self.data.fit_nbr.index.shape[1]
+        self.draws = {True: torch.rand((len(self.data.fit), k), generator=g, dtype=torch.float64),
+                      False: torch.rand((len(self.data.val), k), generator=g, dtype=torch.float64)}
 
     def classify(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Lcls: BCE (mean over labels), or ASL rescaled to the same per-label mean."""
@@ -101,8 +122,8 @@ class Objective:
                 rec = reconstruction_loss(self.model.reconstructor(f_lbl), labels)
                 total = total + self.loss.beta * rec
                 parts["rec"] = rec.item()
-        if training and self.bank is not None:
-            self.bank.update(rows, f_img)
+        if training and self.bank is not None:  # every process stores every process's fresh rows
+            self.bank.update(gather_equal(rows), gather_equal(f_img.detach()))
         parts["loss"] = total.item()
         return total, parts, logits
 
@@ -113,7 +134,9 @@ class Objective:
         f_nbr_lbl = self.model.label_net(self.data.sets[index].to(f_img.device))  # (B, K, D)
         f_nbr_img = None
         if self.loss.two_way:
-            items = sample_pool_items(self.data.neighbours, index, self.generator)  # (B, K) fit rows
+            if self.draws is None:
+                raise TrainingError("Objective.draw_pools(seed) must run before each epoch of a two-way stage")
+            items = sample_pool_items(self.data.neighbours, index, self.draws[training][rows.cpu()])  # (B, K) fit rows
             if self.loss.way2 == "bank":
                 f_nbr_img = self.bank.lookup(items.to(f_img.device))  # (B, K, D)
             else:
@@ -137,7 +160,7 @@ def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
              *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
     """Stage 1: fine-tune backbone + classifier with BCE alone. This model is the BCE baseline."""
     trainable = set_trainable(model, "pretrain")
-    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None, torch.Generator())
+    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None)
     return _run("pretrain", model, trainable, objective, data, cfg, out_dir, record, device, progress,
                 on_epoch_end, bank=None, init=None)
 
@@ -164,12 +187,11 @@ def finetune(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
 def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init, device, progress, on_epoch_end):
     needs_bank = cfg.loss.alpha > 0 and cfg.loss.two_way and cfg.loss.way2 == "bank"
     bank = EmbeddingBank(len(data.fit), cfg.model.embed_dim, device=device) if needs_bank else None
-    gen = torch.Generator().manual_seed(cfg.seed)
     centers = None
     if cfg.loss.center and stage == "finetune":
         centers = CenterLossCenters(data.num_labels, cfg.model.embed_dim, seed=cfg.seed).to(device)
         trainable = [*trainable, centers]
-    objective = Objective(model, data, cfg.loss, w_cls, bank, gen, centers)
+    objective = Objective(model, data, cfg.loss, w_cls, bank, centers)
     return _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end,
                 bank=bank, init=init)
 
@@ -184,17 +206,24 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
         if bank is not None:
             fill_bank(model, data, bank, cfg.data.batch_size, device)
 
+    def before_epoch(seed: int) -> None:
+        if isinstance(data.fit.transform, TrainTransform):
+            data.fit.transform.draw_crops(seed, len(data.fit))
+        objective.draw_pools(seed)
+
     extra = {"bank": bank} if bank is not None else {}
     if objective.centers is not None:
         extra["centers"] = objective.centers
-    if objective.loss.two_way and objective.loss.alpha:
-        extra["pool_generator"] = GeneratorState(objective.generator)
+    used = objective.used_modules()
+    names = {id(getattr(model, n)): n for n in TRAINABLE["finetune"]} | {id(objective.centers): "centers"}
+    trainable = [m for m in trainable if names[id(m)] in used]  # e.g. Φrec does not train when β = 0
     run = StageRun(
         name=stage, model=model, trainable=trainable, step_loss=objective, fit=data.fit, val=data.val,
         stage=getattr(cfg, stage), optim=cfg.optim, batch_size=cfg.data.batch_size, out_dir=out_dir,
         seed=cfg.seed, device=device, amp=cfg.amp, record={**record, "stage": stage}, extra_state=extra,
-        before_training=before_training, num_workers=cfg.data.num_workers, progress=progress,
-        on_epoch_end=on_epoch_end,
+        before_training=before_training, before_epoch=before_epoch, num_workers=cfg.data.num_workers,
+        progress=progress, on_epoch_end=on_epoch_end, sync_batchnorm=cfg.sync_batchnorm,
+        compile=cfg.compile,
     )
     return run_stage(run)
 
@@ -212,16 +241,3 @@ def starting_point(init: Path, record: dict[str, Any]) -> dict[str, Any]:
                                 f"{record['fingerprint'].get(key)}; retrain the earlier stage with this config or "
                                 f"set {key} back")
     return ckpt
-
-
-class GeneratorState:
-    """Adapts a torch.Generator to the state_dict protocol, so resume draws the same pools."""
-
-    def __init__(self, generator: torch.Generator) -> None:
-        self.generator = generator
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.generator.set_state(state["state"])

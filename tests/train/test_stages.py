@@ -29,7 +29,8 @@ def one_step_grads(tiny_table, tiny_cfg, stage):
     bank = EmbeddingBank(len(data.fit), tiny_cfg.model.embed_dim)
     fill_bank(model, data, bank, 16, torch.device("cpu"))
     loss_cfg = tiny_cfg.loss if stage != "pretrain" else type(tiny_cfg.loss)(alpha=0.0, beta=0.0)
-    objective = Objective(model, data, loss_cfg, 0.0 if stage == "embed" else 1.0, bank, torch.Generator().manual_seed(0))
+    objective = Objective(model, data, loss_cfg, 0.0 if stage == "embed" else 1.0, bank)
+    objective.draw_pools(0)
     model.train()
     images, labels, rows = next(iter(torch.utils.data.DataLoader(data.fit, batch_size=16)))
     loss, _, _ = objective((images, labels, rows), True)
@@ -138,7 +139,7 @@ def test_asl_is_bce_scaled_when_it_has_no_focusing_or_clip():
     from retdm.losses import asymmetric_loss, classification_loss
 
     logits, labels = torch.randn(8, 5, dtype=torch.float64), (torch.rand(8, 5) > 0.5).double()
-    objective = Objective(None, None, LossConfig(classification="asl"), 1.0, None, torch.Generator())
+    objective = Objective(None, None, LossConfig(classification="asl"), 1.0, None)
     assert torch.allclose(objective.classify(logits, labels), asymmetric_loss(logits, labels) / 5)
     assert torch.allclose(asymmetric_loss(logits, labels, gamma_neg=0.0, clip=0.0) / 5,
                           classification_loss(logits, labels))
