@@ -14,11 +14,15 @@ Runs, in one process on this machine:
 - ``synthetic`` (only with ``--synthetic``, about 25 minutes): BCE, RETDM, RETDM one-way and a
   BCE control over 3 seeds on the embedded dataset (see ``bench/bench_synthetic.py``);
 - ``orchestration`` (only with ``--orchestration``, about 15 minutes): the Prefect flow against
-  plain ``dvc repro`` on the default pipeline (see ``bench/bench_orchestration.py``).
+  plain ``dvc repro`` on the default pipeline (see ``bench/bench_orchestration.py``);
+- ``memory`` (only with ``--memory``, 1.5 to 4 minutes): peak RSS of ``retdm train`` on
+  ``synthetic`` against the 3 GB target and the import floor, and the neighbour table at NUS-WIDE
+  size (time against the numpy search, peak RSS against 2 GB) (see ``bench/bench_memory.py``).
 
 Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
-per figure: benchmark, measured, baseline, seconds of each, ratio, target, pass, machine).
-Run: ``python bench/run_all.py [--synthetic]`` or ``make bench``. Keep it out of CI.
+per figure: benchmark, measured, baseline, the value of each and its unit, ratio, target, pass,
+machine; seconds rows also keep ``measured_s`` and ``baseline_s``).
+Run: ``python bench/run_all.py [--synthetic] [--orchestration] [--memory]`` or ``make bench``. Keep it out of CI.
 """
 
 from __future__ import annotations
@@ -83,19 +87,30 @@ def rows() -> list[dict]:
     ]
 
 
+def with_unit(row: dict) -> dict:
+    """``row`` with ``unit``, ``measured_value`` and ``baseline_value``: a row without a unit is in seconds
+    (``measured_s``, ``baseline_s``); other units (``memory``: GB) give their values directly."""
+    if row.get("unit", "s") == "s":
+        return {**row, "unit": "s", "measured_value": row["measured_s"], "baseline_value": row["baseline_s"]}
+    return row
+
+
+RATIO_WORDS = {"speedup": "faster", "slowdown": "the time", "memory": "the memory"}
+
+
 def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str:
     lines = ["# Benchmarks", "", f"Machine: {where}  ", f"Run: {when}", "",
-             "| benchmark | case | measured | baseline | measured s | baseline s | ratio | target | pass |",
-             "|---|---|---|---|---:|---:|---:|---|---|"]
+             "| benchmark | case | measured | baseline | measured value | baseline value | unit | ratio | target | pass |",
+             "|---|---|---|---|---:|---:|---|---:|---|---|"]
     for r in frame.itertuples():
         ok = "" if r.passed is None or pd.isna(r.passed) else ("PASS" if r.passed else "FAIL")
-        kind = "faster" if r.ratio_kind == "speedup" else "the time"
-        lines.append(f"| {r.benchmark} | {r.case} | {r.measured} | {r.baseline} | {r.measured_s:.3f} | "
-                     f"{r.baseline_s:.3f} | {r.ratio:.2f}x {kind} | {r.target} | {ok} |")
+        lines.append(f"| {r.benchmark} | {r.case} | {r.measured} | {r.baseline} | {r.measured_value:.3f} | "
+                     f"{r.baseline_value:.3f} | {r.unit} | {r.ratio:.2f}x {RATIO_WORDS.get(r.ratio_kind, r.ratio_kind)} | "
+                     f"{r.target} | {ok} |")
     return "\n".join(lines) + "\n" + extra
 
 
-def main(synthetic: bool = False, orchestration: bool = False) -> pd.DataFrame:
+def main(synthetic: bool = False, orchestration: bool = False, memory: bool = False) -> pd.DataFrame:
     where, when = machine(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     figures = rows()
     if orchestration:
@@ -106,7 +121,11 @@ def main(synthetic: bool = False, orchestration: bool = False) -> pd.DataFrame:
                             baseline="plain dvc repro", measured_s=o["prefect"]["wall"], baseline_s=o["dvc"]["wall"],
                             ratio=o["ratio"], ratio_kind="slowdown", target=f"<= {bench_orchestration.TARGET}x",
                             passed=o["ratio"] <= bench_orchestration.TARGET))
-    frame = pd.DataFrame(figures)
+    if memory:
+        import bench_memory
+
+        figures += bench_memory.figures(bench_memory.main())
+    frame = pd.DataFrame([with_unit(f) for f in figures])
     frame["machine"] = where
     extra = ""
     if synthetic:
@@ -122,6 +141,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="also run the 3-seed training comparison (~25 min)")
     parser.add_argument("--orchestration", action="store_true", help="also time Prefect against dvc repro (~15 min)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak memory: training on synthetic, NUS-WIDE-size neighbours (~2-4 min)")
     args = parser.parse_args()
-    main(args.synthetic, args.orchestration)
+    main(args.synthetic, args.orchestration, args.memory)
     print((HERE / "results.md").read_text())
