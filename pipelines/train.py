@@ -20,7 +20,7 @@ from retdm.train.run import STAGE_FUNCTIONS, train_method
 def main(dataset: str, method: str, stage: str) -> None:
     """python -m pipelines.train DATASET METHOD STAGE (pretrain | embed | finetune | fit)."""
     params = load_params()
-    launch = torchrun_command(params, ["-m", "pipelines.train", dataset, method, stage], f"{dataset}-{method}-{stage}")
+    launch = torchrun_command(params, ["-m", "pipelines.train", dataset, method, stage], f"retdm-{dataset}-{method}-{stage}")
     if launch is not None and stage in STAGE_FUNCTIONS and "LOCAL_RANK" not in os.environ:
         raise SystemExit(subprocess.call(launch))  # torchrun's exit status: non-zero when any process failed
     layout = Layout(dataset)
