@@ -207,7 +207,7 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
             fill_bank(model, data, bank, cfg.data.batch_size, device)
 
     def before_epoch(seed: int) -> None:
-        if isinstance(data.fit.transform, TrainTransform):
+        if isinstance(getattr(data.fit, "transform", None), TrainTransform):  # a feature table has none
             data.fit.transform.draw_crops(seed, len(data.fit))
         objective.draw_pools(seed)
 
