@@ -17,12 +17,16 @@ Runs, in one process on this machine:
   plain ``dvc repro`` on the default pipeline (see ``bench/bench_orchestration.py``);
 - ``memory`` (only with ``--memory``, 1.5 to 4 minutes): peak RSS of ``retdm train`` on
   ``synthetic`` against the 3 GB target and the import floor, and the neighbour table at NUS-WIDE
-  size (time against the numpy search, peak RSS against 2 GB) (see ``bench/bench_memory.py``).
+  size (time against the numpy search, peak RSS against 2 GB) (see ``bench/bench_memory.py``);
+- ``gpu_throughput`` (only with ``--gpu``, about 2 minutes on a GPU): training images/s of the
+  trainer's BCE and RETDM steps against a plain BCE loop on ``vgg16`` and ``efficientnet_lite0``
+  (target RETDM >= 0.85x); without CUDA its ``cpu-reduced`` mode (see ``bench/bench_gpu.py``).
 
 Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
 per figure: benchmark, measured, baseline, the value of each and its unit, ratio, target, pass,
 machine; seconds rows also keep ``measured_s`` and ``baseline_s``).
-Run: ``python bench/run_all.py [--synthetic] [--orchestration] [--memory]`` or ``make bench``. Keep it out of CI.
+Run: ``python bench/run_all.py [--synthetic] [--orchestration] [--memory] [--gpu]`` or ``make bench``.
+Keep it out of CI.
 """
 
 from __future__ import annotations
@@ -95,7 +99,8 @@ def with_unit(row: dict) -> dict:
     return row
 
 
-RATIO_WORDS = {"speedup": "faster", "slowdown": "the time", "memory": "the memory"}
+RATIO_WORDS = {"speedup": "faster", "slowdown": "the time", "memory": "the memory",
+               "throughput": "the throughput"}
 
 
 def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str:
@@ -110,7 +115,8 @@ def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str
     return "\n".join(lines) + "\n" + extra
 
 
-def main(synthetic: bool = False, orchestration: bool = False, memory: bool = False) -> pd.DataFrame:
+def main(synthetic: bool = False, orchestration: bool = False, memory: bool = False, gpu: bool = False
+         ) -> pd.DataFrame:
     where, when = machine(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     figures = rows()
     if orchestration:
@@ -125,6 +131,10 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
         import bench_memory
 
         figures += bench_memory.figures(bench_memory.main())
+    if gpu:
+        import bench_gpu
+
+        figures += bench_gpu.rows(bench_gpu.main())  # cpu-reduced mode when there is no CUDA
     frame = pd.DataFrame([with_unit(f) for f in figures])
     frame["machine"] = where
     extra = ""
@@ -143,6 +153,8 @@ if __name__ == "__main__":
     parser.add_argument("--orchestration", action="store_true", help="also time Prefect against dvc repro (~15 min)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory: training on synthetic, NUS-WIDE-size neighbours (~2-4 min)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="also measure training throughput against a plain BCE loop (~2 min; reduced on a CPU)")
     args = parser.parse_args()
-    main(args.synthetic, args.orchestration, args.memory)
+    main(args.synthetic, args.orchestration, args.memory, args.gpu)
     print((HERE / "results.md").read_text())

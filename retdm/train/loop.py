@@ -41,7 +41,7 @@ from retdm.train.checkpoint import load_checkpoint, save_checkpoint
 TIMING_FILE = "timing.csv"  # excluded from DVC hashes by .dvcignore
 
 Batch = tuple[Tensor, Tensor, Tensor]
-StepLoss = Callable[[Batch, bool], tuple[Tensor, dict[str, float], Tensor]]
+StepLoss = Callable[[Batch, bool], tuple[Tensor, dict[str, Tensor], Tensor]]
 VAL_METRICS = ("mAP", "average_precision", "CF1", "OF1")
 
 
@@ -82,7 +82,7 @@ class Trainee(nn.Module):
         self.parts = nn.ModuleList(trainable)
         self.step_loss = step_loss
 
-    def forward(self, images: Tensor, labels: Tensor, rows: Tensor) -> tuple[Tensor, dict[str, float], Tensor]:
+    def forward(self, images: Tensor, labels: Tensor, rows: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         return self.step_loss((images, labels, rows), True)
 
 
@@ -137,8 +137,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
                                 weight_decay=run.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=run.optim.lr_factor,
                                                            patience=run.stage.patience)
-    scaler = torch.amp.GradScaler("cuda", enabled=run.amp and run.device.type == "cuda"
-                                  and not torch.cuda.is_bf16_supported())
+    scaler = grad_scaler(run.device, run.amp)
     history: list[dict[str, Any]] = []
     start, best_loss, done = 1, math.inf, False
     if resume and last.is_file():
@@ -177,27 +176,24 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         loader = DataLoader(run.fit, batch_size=local_batch, sampler=sampler, drop_last=True,
                             num_workers=run.num_workers, pin_memory=run.device.type == "cuda")
         set_modes(run.model, run.trainable)
-        sums: dict[str, float] = {}
+        sums: dict[str, Tensor] = {}
+        running = 0.0
         bar = tqdm(loader, desc=f"{run.name} {epoch}/{run.stage.epochs}", disable=not progress, leave=False)
         for n_step, batch in enumerate(bar, start=1):
-            batch = to_device(batch, run.device)
-            with autocast(run.device, run.amp):
-                loss, parts, _ = step(*batch)
-            if not torch.isfinite(loss):
+            value, parts = train_step(step, batch, optimizer, scaler, run.device, run.amp)
+            if not math.isfinite(value):
                 raise TrainingError(
-                    f"stage {run.name!r}: the loss became {loss.item()} at epoch {epoch}, step {n_step}; training "
+                    f"stage {run.name!r}: the loss became {value} at epoch {epoch}, step {n_step}; training "
                     f"stopped, the last good checkpoint is {last if last.is_file() else '(none yet)'}. "
                     f"Lower {run.name}.lr (now {optimizer.param_groups[0]['lr']:g}) or check the data"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            for key, value in parts.items():
-                sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix(loss=f"{sums['loss'] / n_step:.4f}")
+            for key, part in parts.items():
+                sums[key] = sums.get(key, 0.0) + part
+            running += value
+            bar.set_postfix(loss=f"{running / n_step:.4f}")
         steps = max(len(loader), 1) * world.size  # every rank ran len(loader) steps
-        train_parts = {f"train_{k}": v / steps for k, v in zip(sums, distributed.sum_over_ranks(*sums.values()))}
+        totals = distributed.sum_over_ranks(*(float(v) for v in sums.values()))
+        train_parts = {f"train_{k}": v / steps for k, v in zip(sums, totals)}
         val_parts = validate(run)
         lr = optimizer.param_groups[0]["lr"]
         if epoch > run.stage.plateau_after:
@@ -234,19 +230,46 @@ def save_epoch(run: StageRun, history: list[dict[str, Any]], improved: bool, sta
             f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
 
 
+def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast (CUDA without bf16); a pass-through for bf16 and fp32."""
+    return torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+
+
+def train_step(step: nn.Module, batch: list[Tensor], optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, device: torch.device, amp: bool) -> tuple[float, dict[str, Tensor]]:
+    """One optimisation step as the trainer takes it: the batch to the device, forward under
+    autocast, backward, update. Reading the loss is the step's one wait for the device.
+
+    Returns:
+        (the loss, its parts as detached device tensors); a non-finite loss is the caller's to
+        refuse (the weights in memory are then spoilt; the checkpoints on disk are not).
+    """
+    batch = to_device(batch, device)
+    with autocast(device, amp):
+        loss, parts, _ = step(*batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), parts
+
+
 def place(model: nn.Module, device: torch.device, compile_backbone: bool) -> None:
-    """Move the model to ``device``; on CUDA lay images out channels-last (the tensor cores' layout)
-    and, with ``compile_backbone``, compile the backbone in place (its state_dict keys unchanged)."""
+    """Move the model to ``device``; on CUDA lay images out channels-last (the tensor cores' layout),
+    let cuDNN pick its fastest kernels for the fixed batch shape (``drop_last``) and, with
+    ``compile_backbone``, compile the backbone in place (its state_dict keys unchanged)."""
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
     if compile_backbone and not getattr(model.backbone, "_compiled_call_impl", None):
         model.backbone.compile()
 
 
 def to_device(batch: list[Tensor], device: torch.device) -> list[Tensor]:
-    """A batch on ``device`` (asynchronously from pinned memory); images channels-last on CUDA."""
-    batch = [b.to(device, non_blocking=True) for b in batch]
+    """(images, labels) on ``device`` (asynchronously from pinned memory; images channels-last on
+    CUDA); the row indices stay on the CPU, where the neighbour tables are looked up."""
+    batch = [*(b.to(device, non_blocking=True) for b in batch[:2]), *batch[2:]]
     if device.type == "cuda" and batch[0].dim() == 4:
         batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
     return batch
@@ -278,7 +301,8 @@ def validate(run: StageRun) -> dict[str, float]:
         raise TrainingError(f"the validation part has {len(run.val)} items, fewer than the {world.size} processes; "
                             f"raise data.val_fraction or train on fewer processes")
     part = Subset(run.val, distributed.shard(len(run.val), world))
-    loader = DataLoader(part, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers)
+    loader = DataLoader(part, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers,
+                        pin_memory=run.device.type == "cuda")
     total, scores, labels = 0.0, [], []
     for batch in loader:
         batch = to_device(batch, run.device)

@@ -99,33 +99,31 @@ class Objective:
             return asymmetric_loss(logits, labels) / logits.shape[1]
         return classification_loss(logits, labels)
 
-    def __call__(self, batch: Batch, training: bool) -> tuple[Tensor, dict[str, float], Tensor]:
+    def __call__(self, batch: Batch, training: bool) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """(L, its parts as detached 0-d tensors, logits) of a batch (images, labels, fit or val rows
+        on the CPU). Nothing here waits for the device: the trainer reads the numbers once per epoch."""
         images, labels, rows = batch
         f_img, logits = self.model(images)  # (B, D), (B, M)
         total = torch.zeros((), device=images.device)
-        parts: dict[str, float] = {}
+        parts: dict[str, Tensor] = {}
         if self.w_cls:
-            cls = self.classify(logits, labels)
-            total = total + self.w_cls * cls
-            parts["cls"] = cls.item()
+            parts["cls"] = self.classify(logits, labels)
+            total = total + self.w_cls * parts["cls"]
         if self.loss.center and self.centers is not None:
-            center = multilabel_center_loss(f_img, labels, self.centers.centers)
-            total = total + self.loss.center * center
-            parts["center"] = center.item()
+            parts["center"] = multilabel_center_loss(f_img, labels, self.centers.centers)
+            total = total + self.loss.center * parts["center"]
         if self.loss.alpha or self.loss.beta:
             f_lbl = self.model.label_net(labels)  # (B, D)
             if self.loss.alpha:
-                metric = self.metric_loss(f_img, f_lbl, rows, training)
-                total = total + self.loss.alpha * metric
-                parts["metric"] = metric.item()
+                parts["metric"] = self.metric_loss(f_img, f_lbl, rows, training)
+                total = total + self.loss.alpha * parts["metric"]
             if self.loss.beta:
-                rec = reconstruction_loss(self.model.reconstructor(f_lbl), labels)
-                total = total + self.loss.beta * rec
-                parts["rec"] = rec.item()
+                parts["rec"] = reconstruction_loss(self.model.reconstructor(f_lbl), labels)
+                total = total + self.loss.beta * parts["rec"]
         if training and self.bank is not None:  # every process stores every process's fresh rows
-            self.bank.update(gather_equal(rows), gather_equal(f_img.detach()))
-        parts["loss"] = total.item()
-        return total, parts, logits
+            self.bank.update(gather_equal(rows.to(f_img.device)), gather_equal(f_img.detach()))
+        parts["loss"] = total
+        return total, {k: v.detach().float() for k, v in parts.items()}, logits
 
     def metric_loss(self, f_img: Tensor, f_lbl: Tensor, rows: Tensor, training: bool) -> Tensor:
         nbr = self.data.fit_nbr if training else self.data.val_nbr
