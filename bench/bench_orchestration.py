@@ -12,6 +12,17 @@ process start-up and imports, DVC's hashing and locking, Prefect's task bookkeep
 
 Baseline: plain ``dvc repro``. Target: the flow within 1.2× of it on the default pipeline.
 Run: ``python bench/bench_orchestration.py [--tiny]`` (default params: about 15 minutes).
+
+``--distributed`` (``main_distributed``): the whole pipeline from scratch, each run in its own
+temporary git copy, as the sequential flow (``reproduce(runner="threads", workers=1)``: one
+stage at a time, params.yaml as is, so each stage's torch uses ``train.threads`` threads, 0 =
+all cores) against the flow on a local Dask cluster of 2 worker processes
+(``reproduce(runner="dask", workers=2)``) with ``train.threads: 1`` set in its copy, so two
+stages share the cores instead of fighting over them. The thread counts differ, so the two
+runs' models differ in their last bits; only the wall times are compared. Baseline: the
+sequential flow. Target: the Dask run faster (ratio Dask / sequential below 1).
+Run: ``python bench/bench_orchestration.py --distributed [--tiny]`` (default params: about
+25 minutes for both runs).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,6 +50,9 @@ TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"e
 NAMES = {"download": "download@{0}", "split": "split@{0}", "validate": "validate@{0}", "features": "features@{0}",
          "evaluate": "evaluate@{0}-{1}", "compare": "compare"}
 TARGET = 1.2
+DISTRIBUTED_TARGET = 1.0  # the Dask run / the sequential run
+FLOW = ("import json, sys; from pipelines.flows import reproduce; "
+        "print('RESULT', json.dumps(reproduce(root=sys.argv[1], **json.loads(sys.argv[2]))))")
 
 
 def stage_name(record: dict) -> str:
@@ -53,18 +68,23 @@ def stage_name(record: dict) -> str:
     return NAMES[record["entry"]].format(*args)
 
 
-def project_copy(dest: Path, tiny: bool) -> Path:
+def project_copy(dest: Path, tiny: bool, threads: int | None = None) -> Path:
+    """The project's files in a fresh git repository at ``dest``: tiny params with ``tiny``,
+    and ``train.threads`` set to ``threads`` unless it is None."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for rel in filter(None, files):
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
     if tiny:
-        params = yaml.safe_load((dest / "params.yaml").read_text())
         params["datasets"]["synthetic"].update(num_images=160, image_size=32)
         params["validate"]["tolerance"] = 0.05
-        params["train"] = TINY
+        params["train"] = dict(TINY)
+    if threads is not None:
+        params["train"] = {**(params["train"] or {}), "threads": threads}
+    if tiny or threads is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "bench"]):
@@ -115,11 +135,16 @@ def inside_overhead(records: list[dict], overhead: dict[str, float]) -> float:
     return overhead[records[0]["stage"]]
 
 
+def bench_env(state: Path) -> dict[str, str]:
+    """The environment of the benchmarked runs: no analytics, DVC and Prefect state under ``state``."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+            "DO_NOT_TRACK": "1", "DVC_SITE_CACHE_DIR": str(state / "dvc-site"), "PREFECT_HOME": str(state / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+
+
 def main(tiny: bool) -> dict:
     state = Path(tempfile.mkdtemp(prefix="retdm-bench-"))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1",
-           "DVC_SITE_CACHE_DIR": str(state / "dvc-site"), "PREFECT_HOME": str(state / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+    env = bench_env(state)
     try:
         dvc_wall, dvc_inside, dvc_over = run_dvc(project_copy(state / "dvc", tiny), env)
         pf_wall, pf_inside, pf_over = run_prefect(project_copy(state / "prefect", tiny), env)
@@ -149,8 +174,66 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def run_flow(repo: Path, env: dict, **options: Any) -> tuple[float, list[dict]]:
+    """``reproduce(root=repo, **options)`` in a fresh Python process: its wall time (start-up
+    and Prefect's temporary server included) and the per-stage records it returns."""
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", FLOW, str(repo), json.dumps(options)], check=False, cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode:
+        raise RuntimeError(f"reproduce({options}) failed in {repo} (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return wall, json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
+
+
+def flow_summary(wall: float, records: list[dict], threads: str) -> dict:
+    """One run's figures: wall, thread setting, stage count, summed stage seconds, workers used."""
+    return {"wall": wall, "threads": threads, "stages": len(records),
+            "stage_seconds": sum(r["seconds"] for r in records), "workers": sorted({r["worker"] for r in records})}
+
+
+def main_distributed(tiny: bool, workers: int = 2) -> dict:
+    """The sequential flow against the flow on a local Dask cluster of ``workers`` processes,
+    each on the whole pipeline from scratch (see the module docstring).
+
+    Returns:
+        ``machine``, ``params``, ``workers``, ``sequential_wall`` and ``dask_wall`` (seconds),
+        ``ratio`` (Dask / sequential: below 1 is faster), ``speedup`` (its inverse), ``target``,
+        ``pass``, and ``sequential`` / ``dask``: each run's wall, thread setting, stage count,
+        summed stage seconds and the workers that ran the stages.
+    """
+    state = Path(tempfile.mkdtemp(prefix="retdm-bench-distributed-"))
+    env = bench_env(state)
+    try:
+        seq_wall, seq = run_flow(project_copy(state / "sequential", tiny), env, runner="threads", workers=1)
+        dask_wall, dask = run_flow(project_copy(state / "dask", tiny, threads=1), env, runner="dask", workers=workers)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    ratio = dask_wall / seq_wall
+    return {"machine": f"{platform.platform()}, {os.cpu_count()} cpus", "params": "tiny" if tiny else "default",
+            "workers": workers, "sequential_wall": seq_wall, "dask_wall": dask_wall, "ratio": ratio,
+            "speedup": seq_wall / dask_wall, "target": f"< {DISTRIBUTED_TARGET}", "pass": ratio < DISTRIBUTED_TARGET,
+            "sequential": flow_summary(seq_wall, seq, "train.threads as in params.yaml"),
+            "dask": flow_summary(dask_wall, dask, "train.threads: 1")}
+
+
+def report_distributed(r: dict) -> str:
+    lines = [f"machine: {r['machine']}; params: {r['params']}"]
+    for name, title in (("sequential", "sequential flow (1 stage at a time)"),
+                        ("dask", f"Dask flow ({r['workers']} local workers)")):
+        p = r[name]
+        lines.append(f"{title:<38} wall {p['wall']:7.1f} s, {p['stages']} stages, {p['stage_seconds']:7.1f} stage s, "
+                     f"{p['threads']}, on {len(p['workers'])} worker(s)")
+    verdict = "PASS" if r["pass"] else "FAIL"
+    lines.append(f"Dask flow / sequential flow = {r['ratio']:.2f}x ({r['speedup']:.2f}x faster; "
+                 f"target < {DISTRIBUTED_TARGET}x: {verdict})")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="1-epoch, 160-image params (about 3 minutes)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="the sequential flow against the flow on 2 local Dask workers, instead")
     args = parser.parse_args()
-    print(report(main(args.tiny)))
+    print(report_distributed(main_distributed(args.tiny)) if args.distributed else report(main(args.tiny)))

@@ -14,15 +14,56 @@ would only make the stages fight over the cores, and the threads cannot be lower
 user's back: the last bits of a trained model depend on them, and ``dvc.lock`` must end as
 after ``dvc repro``. On 16 cores, ``train: {threads: 4}`` runs four stages at once.
 
-Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--profile cpu]``;
+Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--profile cpu]
+[--runner dask --workers 2] [--remote /path/or/name]`` (``--help`` explains each);
 a deployment with a nightly schedule is declared in ``infra/prefect.yaml``.
+
+Runners (``--runner``):
+
+- ``threads`` (default): the stages run from threads of this process, at most ``--workers`` at
+  once (default as above; ``--workers 1`` runs one stage at a time, the benchmark's baseline).
+- ``dask``: every stage runs on a Dask worker (``prefect-dask``), in a nested flow
+  ``reproduce-stages``. Without ``--dask-address``, on a local cluster of ``--workers``
+  processes with one thread each, so at most ``--workers`` stages at once; Dask starts each
+  stage as soon as its upstream stages are done and a worker is free. With ``--dask-address``,
+  on the workers of a running ``dask scheduler`` (start them with ``dask worker <address>
+  --nthreads 1``). The worker processes talk to the flow's Prefect API: the temporary local
+  server listens on 127.0.0.1 only, so workers on other machines need a Prefect server they can
+  reach (``PREFECT_API_URL``). Dask starts local workers with ``spawn``: a script that calls
+  ``reproduce(runner="dask")`` must do so under ``if __name__ == "__main__":``.
+
+What is distributed, honestly: a Dask worker runs ``dvc repro --single-item <stage>`` *in this
+checkout*. DVC keeps the lineage in the checkout's one ``dvc.lock`` (written under DVC's
+repository lock, which ``--wait-for-lock`` queues for), and a stage reads its inputs from the
+checkout's workspace. So workers on several machines need the checkout on shared storage (NFS
+and the like) at the same path, with the same environment; the stages' inputs and outputs then
+travel through that shared filesystem, not through Dask. ``dvc.lock`` ends as after ``dvc
+repro``: the stage commands and their thread settings are the same (the environment variables
+that cap a Dask worker's BLAS/OpenMP threads are put back to this process's values for the
+stage), only the order in which independent stages finish differs.
+
+A DVC remote (``--remote``: a configured remote's name, or a path/URL that the flow adds to
+``.dvc/config.local`` as remote ``retdm-reproduce``) makes the artifacts durable beyond the
+checkout: every stage task pushes its cached outputs to it after running (``dvc push -r
+<remote> <stage>``, also when DVC found the stage up to date, so a remote added later fills
+up). Before running, a stage that already has a ``dvc.lock`` entry but whose cached outputs are
+missing from the workspace pulls them (``dvc pull --allow-missing``); ``dvc repro`` then finds
+it up to date instead of recomputing it (a fresh clone with a committed ``dvc.lock`` restores
+from the remote; outputs the remote lacks are simply recomputed). The outputs of upstream
+stages are not pulled: in the shared checkout each upstream task has already left them in the
+workspace (run, checked out or pulled) before a downstream task starts. The flow ends by
+checking that ``dvc status`` of the stages is clean and that the remote holds every cached
+output (``dvc status --cloud -r <remote>``); either failing fails the flow.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -32,14 +73,21 @@ from typing import Any
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params, train_config
 from retdm.errors import ConfigError
 
 TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
                  "one_error", "coverage")
+RUNNERS = ("threads", "dask")
+FLOW_REMOTE = "retdm-reproduce"  # the name under which a remote given as a path/URL goes into .dvc/config.local
+# A Dask nanny sets these to 1 in its workers (distributed.nanny.pre-spawn-environ); a stage gets
+# this process's values back, so that its threads, hence its last bits, are those of `dvc repro`.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def dvc_command(*args: str) -> list[str]:
@@ -57,6 +105,17 @@ def stage_graph(root: Path) -> dict[str, list[str]]:
         graph = repo.index.graph  # edge u → v: stage u depends on stage v
         order = [s for s in reversed(list(nx.topological_sort(graph))) if hasattr(s, "cmd")]
         return {s.name: [v.name for v in graph.successors(s)] for s in order}
+
+
+def locked_outputs(root: Path) -> dict[str, list[str]]:
+    """Every stage that has a ``dvc.lock`` entry → its cached outputs (what ``dvc pull <stage>``
+    can restore); stages without an entry are left out."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {s.name: [str(o.def_path) for o in s.outs if o.use_cache] for s in repo.index.stages
+                if hasattr(s, "cmd") and any(o.use_cache for o in s.outs)
+                and all(o.hash_info for o in s.outs if o.use_cache)}
 
 
 def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[str] | None,
@@ -92,6 +151,66 @@ def parallel_stages(params: dict[str, Any], cores: int | None = None) -> int:
     return max(1, cores // threads)
 
 
+def check_runner(runner: str, workers: int | None, dask_address: str | None) -> None:
+    """Reject a runner setting that cannot work, before anything runs.
+
+    Raises:
+        ConfigError: an unknown ``runner``, ``workers`` below 1, or options that do not go
+            together (``dask_address`` without ``runner="dask"``, or with ``workers``).
+    """
+    if runner not in RUNNERS:
+        raise ConfigError(f"runner {runner!r} is not one of {', '.join(RUNNERS)}: 'threads' runs the stages from "
+                          f"threads of the flow's process, 'dask' on the workers of a Dask cluster")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}: how many stages run at once "
+                          f"(with runner 'dask', the local cluster's worker processes); 1 runs them one at a time")
+    if dask_address and runner != "dask":
+        raise ConfigError(f"dask_address {dask_address!r} needs runner 'dask' (got {runner!r})")
+    if dask_address and workers is not None:
+        raise ConfigError(f"workers ({workers}) sizes a local Dask cluster; with dask_address the scheduler's own "
+                          f"workers run the stages (start each with `dask worker {dask_address} --nthreads 1`): "
+                          f"leave workers out")
+
+
+def dask_task_runner(workers: int | None, address: str | None) -> TaskRunner:
+    """A ``prefect_dask.DaskTaskRunner``: on the scheduler at ``address``, else on a local cluster
+    of ``workers`` processes with one thread each (so at most ``workers`` stages at once)."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as err:
+        raise ConfigError("runner 'dask' needs prefect-dask: `pip install -r requirements.txt`") from err
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": ":0", "silence_logs": logging.WARNING})
+
+
+def dvc_remote(root: Path, remote: str) -> str:
+    """The name of the DVC remote ``remote`` stands for: a remote configured for ``root``, or a
+    path/URL, which is added (or updated) as remote ``FLOW_REMOTE`` in ``.dvc/config.local``
+    (a relative path is taken from the current directory, as on the command line).
+
+    Raises:
+        ConfigError: ``remote`` is neither a configured remote nor a path/URL.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        configured = list(repo.config["remote"])
+    if remote in configured:
+        return remote
+    if "://" not in remote and "/" not in remote and os.sep not in remote and not remote.startswith((".", "~")):
+        raise ConfigError(f"remote {remote!r} is neither a DVC remote of {root} (configured: "
+                          f"{', '.join(configured) or 'none'}) nor a path or URL; give one of those, a path such as "
+                          f"/mnt/store/retdm, or a URL such as s3://bucket/retdm")
+    url = remote if "://" in remote else str(Path(remote).expanduser().resolve())
+    proc = subprocess.run(dvc_command("remote", "add", "--local", "--force", FLOW_REMOTE, url), check=False, cwd=root,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise ConfigError(f"cannot add {url!r} as DVC remote {FLOW_REMOTE!r} of {root}: {proc.stderr.strip()}")
+    return FLOW_REMOTE
+
+
 class StageInputError(RuntimeError):
     """A stage rejected its input (a retdm ``error:`` line): retrying cannot help."""
 
@@ -107,29 +226,134 @@ def retry_transient(task, task_run, state) -> bool:
     return True
 
 
-@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
-def run_stage(stage: str, root: str) -> dict[str, Any]:
-    """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it.
+def stage_environment(thread_env: dict[str, str | None] | None) -> dict[str, str] | None:
+    """This process's environment with the thread variables of the flow's process put back
+    (``None``: unset), or ``None`` (inherit as is) when ``thread_env`` is ``None``."""
+    if thread_env is None:
+        return None
+    env = dict(os.environ)
+    for key, value in thread_env.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def where_running() -> str:
+    """The Dask worker running this task (its address), else ``host:pid``."""
+    if "distributed" in sys.modules:  # a Dask worker has imported it; this process has not otherwise
+        from distributed import get_worker
+
+        try:
+            return get_worker().address
+        except ValueError:  # not inside a Dask worker
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, list[str]]:
+    """Run ``dvc --wait-for-lock <args>`` in ``root``, logging its output live.
 
     Returns:
-        ``{"stage", "ran", "seconds"}``: whether DVC re-ran it, and the task's wall time.
+        The exit status and the last 30 lines of output.
     """
     logger = get_run_logger()
-    start = time.perf_counter()
-    cmd = dvc_command("--wait-for-lock", "repro", "--single-item", stage)
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(dvc_command("--wait-for-lock", *args), cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
     for line in proc.stdout:  # live, so a long training stage shows progress in the Prefect UI
         line = line.rstrip()
         if line and "\r" not in line:
             logger.info(line)
         tail = (tail + [line])[-30:]
-    if proc.wait():
+    return proc.wait(), tail
+
+
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
+def run_stage(stage: str, root: str, remote: str | None = None, restorable: list[str] | None = None,
+              thread_env: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it.
+
+    Args:
+        stage: the DVC stage name.
+        root: the repository root (the checkout every worker shares).
+        remote: a DVC remote to pull the stage's outputs from when they are missing, and to push
+            them to afterwards; None for neither.
+        restorable: the stage's cached outputs if ``dvc.lock`` had an entry for it when the flow
+            started (what a pull can restore), else empty.
+        thread_env: the flow process's thread variables (``THREAD_VARIABLES``) for the stage's
+            command, or None to inherit this process's.
+
+    Returns:
+        ``{"stage", "ran", "seconds", "started", "worker", "pulled"}``: whether DVC re-ran it, the
+        task's wall time and start (epoch seconds), where it ran, and whether it pulled first.
+    """
+    start, started = time.perf_counter(), time.time()
+    env = stage_environment(thread_env)
+    pulled = bool(remote and restorable and not all((Path(root) / p).exists() for p in restorable))
+    if pulled:  # a pull that finds nothing leaves the outputs missing, and repro recomputes them
+        code, tail = run_dvc(root, env, "pull", "--allow-missing", "-r", remote, stage)
+        if code:
+            raise RuntimeError(f"dvc pull of stage {stage} from remote {remote!r} failed (exit {code}):\n"
+                               + "\n".join(tail))
+    code, tail = run_dvc(root, env, "repro", "--single-item", stage)
+    if code:
         bad_input = any(line.startswith("error: ") for line in tail)
         raise (StageInputError if bad_input else RuntimeError)(
-            f"stage {stage} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+            f"stage {stage} failed (exit {code}):\n" + "\n".join(tail))
     ran = not any("didn't change, skipping" in line for line in tail)
-    return {"stage": stage, "ran": ran, "seconds": time.perf_counter() - start}
+    if remote:
+        code, push = run_dvc(root, env, "push", "-r", remote, stage)
+        if code:
+            raise RuntimeError(f"dvc push of stage {stage} to remote {remote!r} failed (exit {code}):\n"
+                               + "\n".join(push))
+    return {"stage": stage, "ran": ran, "seconds": time.perf_counter() - start, "started": started,
+            "worker": where_running(), "pulled": pulled}
+
+
+def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, lanes: int | None,
+                  remote: str | None, restorable: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Submit one ``run_stage`` per stage to the current flow's task runner, each waiting for its
+    upstream stages and, with ``lanes``, for the stage submitted ``lanes`` earlier (round-robin
+    lanes: at most ``lanes`` at once); wait for all. Returns their results, upstream first."""
+    thread_env = {key: os.environ.get(key) for key in THREAD_VARIABLES}
+    futures: dict[str, PrefectFuture] = {}
+    for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
+        after = [futures[d] for d in graph[name] if d in futures]
+        if lanes and i >= lanes:
+            after.append(futures[stages[i - lanes]])
+        futures[name] = run_stage.submit(name, str(root), remote, restorable.get(name, []), thread_env,
+                                         wait_for=after)
+    return [futures[name].result() for name in stages]
+
+
+@flow(name="reproduce-stages", log_prints=True)
+def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, remote: str | None,
+                     restorable: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The stages on the task runner this flow is given (``with_options``): Dask schedules them,
+    as their upstream stages finish and workers free up."""
+    # Task runs on Dask workers report to this flow's Prefect API; without this, a worker process
+    # with no PREFECT_API_URL would start a temporary server of its own.
+    with temporary_settings(updates={PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}):
+        return submit_stages(stages, graph, Path(root), None, remote, restorable)
+
+
+def check_in_sync(root: Path, stages: list[str], remote: str) -> None:
+    """``dvc status`` of ``stages`` is clean and ``remote`` holds all their cached outputs.
+
+    Raises:
+        RuntimeError: what is out of date, or missing from the remote.
+    """
+    for where, extra in (("the workspace", ()), (f"remote {remote!r}", ("--cloud", "-r", remote))):
+        proc = subprocess.run(dvc_command("--wait-for-lock", "status", "--json", *extra, *stages), check=False,
+                              cwd=root, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"dvc status{' --cloud' if extra else ''} failed in {root}: {proc.stderr.strip()}")
+        changed = json.loads(proc.stdout or "{}")
+        if changed:
+            raise RuntimeError(f"after the flow, {where} is not in sync with dvc.lock of {root}: "
+                               f"{json.dumps(changed)[:2000]}")
 
 
 def publish(root: Path) -> None:
@@ -149,7 +373,8 @@ def publish(root: Path) -> None:
 
 @flow(name="reproduce", task_runner=ThreadPoolTaskRunner(), log_prints=True)
 def reproduce(datasets: list[str] | None = None, methods: list[str] | None = None, profile: str | None = None,
-              root: str = ".") -> list[dict[str, Any]]:
+              root: str = ".", runner: str = "threads", workers: int | None = None, dask_address: str | None = None,
+              remote: str | None = None) -> list[dict[str, Any]]:
     """Reproduce the comparison table: the DVC stages for ``datasets`` × ``methods``.
 
     Args:
@@ -158,11 +383,21 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
         profile: a training profile to switch params.yaml to first (as ``dvc exp run -S
             profile=…`` would), or None for the one it names.
         root: the repository root.
+        runner: ``threads`` (stages from threads of this process) or ``dask`` (on Dask workers).
+        workers: how many stages run at once (``dask``: the local cluster's worker processes);
+            default: the cores over ``train.threads``; 1: one at a time.
+        dask_address: with ``dask``, a running scheduler to use instead of a local cluster.
+        remote: a DVC remote (a configured name, or a path/URL) to pull missing outputs from
+            and push every stage's outputs to; the flow then checks it holds them all.
 
     Returns:
-        One ``{"stage", "ran", "seconds"}`` per stage, upstream first; DVC re-ran a stage
-        (``ran``) only if it was out of date.
+        One ``{"stage", "ran", "seconds", "started", "worker", "pulled"}`` per stage, upstream
+        first; DVC re-ran a stage (``ran``) only if it was out of date.
+
+    Raises:
+        ConfigError: a bad runner setting, dataset, method or remote (before anything runs).
     """
+    check_runner(runner, workers, dask_address)
     logger = get_run_logger()
     root_path = Path(root).resolve()
     params_path = root_path / PARAMS_FILE
@@ -176,28 +411,64 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
             raise ConfigError(f"{params_path}: could not set profile to {profile!r}; edit it by hand")
     graph = stage_graph(root_path)
     stages = select(graph, params, datasets, methods)
-    lanes = parallel_stages(params)
-    logger.info(f"{len(stages)} stages, at most {lanes} at once")
-    futures: dict[str, PrefectFuture] = {}
-    for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
-        after = [futures[d] for d in graph[name] if d in futures]
-        if i >= lanes:  # round-robin lanes: a stage also waits for the one submitted `lanes` earlier
-            after.append(futures[stages[i - lanes]])
-        futures[name] = run_stage.submit(name, str(root_path), wait_for=after)
-    done = [futures[name].result() for name in stages]
+    remote_name = dvc_remote(root_path, remote) if remote else None
+    restorable = locked_outputs(root_path) if remote else {}
+    fits = parallel_stages(params)
+    lanes = None if dask_address else workers or fits
+    if lanes and lanes > fits:
+        logger.warning(f"{lanes} stages at once, each with the torch threads of train.threads, oversubscribe "
+                       f"{os.cpu_count()} cores (fits: {fits}); lower train.threads in params.yaml to cores / {lanes}")
+    where = f"the Dask scheduler at {dask_address}" if dask_address else f"{runner}, at most {lanes} at once"
+    logger.info(f"{len(stages)} stages on {where}" + (f", DVC remote {remote_name!r}" if remote_name else ""))
+    if runner == "dask":
+        on_dask = reproduce_stages.with_options(task_runner=dask_task_runner(lanes, dask_address))
+        done = on_dask(stages, graph, str(root_path), remote_name, restorable)
+    else:
+        done = submit_stages(stages, graph, root_path, lanes, remote_name, restorable)
+    if remote_name:
+        check_in_sync(root_path, stages, remote_name)
+        logger.info(f"dvc status is clean and remote {remote_name!r} holds every cached output")
     if "compare" in stages:
         publish(root_path)
     return done
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the retdm DVC pipeline as a Prefect flow.")
+    parser = argparse.ArgumentParser(
+        description="Run the retdm DVC pipeline as a Prefect flow: one task per DVC stage, the same dvc.lock "
+                    "as `dvc repro`.",
+        epilog="Examples: `--workers 1` (one stage at a time); `--runner dask --workers 2 --remote /mnt/store/retdm` "
+               "(a local Dask cluster of 2 processes, outputs pushed to a local-path remote); `--runner dask "
+               "--dask-address tcp://10.0.0.5:8786 --remote s3://bucket/retdm` (the workers of a running scheduler, "
+               "which must see this checkout at the same path on shared storage).")
     parser.add_argument("--datasets", nargs="+", default=None, help="dataset names (default: all in params.yaml)")
     parser.add_argument("--methods", nargs="+", default=None, help="method names (default: all in params.yaml)")
     parser.add_argument("--profile", default=None, help="switch params.yaml to this training profile first")
+    parser.add_argument("--runner", choices=RUNNERS, default="threads",
+                        help="threads: stages run from threads of this process; dask: each stage on a Dask worker "
+                             "process (prefect-dask), of a local cluster or of --dask-address (default: threads)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="how many stages run at once; with --runner dask, the local cluster's worker processes "
+                             "(one thread each). Default: the cores / train.threads of params.yaml; 1: one at a time. "
+                             "Each stage's torch still uses train.threads threads (0: all cores): for N at once on "
+                             "C cores set train.threads to C / N")
+    parser.add_argument("--dask-address", default=None,
+                        help="with --runner dask: the address of a running `dask scheduler` (e.g. tcp://host:8786) "
+                             "instead of a local cluster; its workers (`dask worker ADDRESS --nthreads 1`) must see "
+                             "this checkout at the same path and reach the Prefect API (PREFECT_API_URL)")
+    parser.add_argument("--remote", default=None,
+                        help="a DVC remote: the name of one configured in .dvc/config, or a path/URL (added to "
+                             f".dvc/config.local as remote {FLOW_REMOTE!r}). Each stage pulls its outputs from it "
+                             "when dvc.lock has them but the workspace lacks them, and pushes its outputs after "
+                             "running; the flow ends by checking the remote holds every cached output")
     args = parser.parse_args(argv)
+    try:
+        check_runner(args.runner, args.workers, args.dask_address)
+    except ConfigError as err:
+        parser.error(str(err))
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    reproduce(args.datasets, args.methods, args.profile)
+    reproduce(args.datasets, args.methods, args.profile, runner=args.runner, workers=args.workers,
+              dask_address=args.dask_address, remote=args.remote)
     print(yaml.safe_dump({"results": [str(RESULTS / "comparison.parquet"), str(COMPARISON_MD)]}))
 
 

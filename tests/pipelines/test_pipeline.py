@@ -309,3 +309,82 @@ def test_the_report_renders_in_a_browser_and_shows_the_comparisons_numbers(repro
 
     with Image.open(facts.screenshot) as shot:
         assert shot.width >= 1000 and len(shot.convert("RGB").getcolors(1 << 20) or []) > 100
+
+
+def concurrency(runs: list[dict]) -> int:
+    """The most stage tasks that were running at the same moment."""
+    edges = sorted([(r["started"], 1) for r in runs] + [(r["started"] + r["seconds"], -1) for r in runs])
+    most = now = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_dask_flow_on_two_workers_pushes_every_output_and_a_fresh_clone_restores_them(origin, repro, tmp_path):
+    """The flow on a local Dask cluster of 2 worker processes, with a local-path DVC remote: the
+    same table and dvc.lock as `dvc repro`, everything in the remote; then a fresh clone with
+    that dvc.lock pulls a method's stages from the remote instead of recomputing them."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.flows import FLOW_REMOTE, reproduce
+    from retdm.compare import TABLE_METRICS
+
+    repo, fresh, store = clone(origin, tmp_path / "repo"), clone(origin, tmp_path / "fresh"), tmp_path / "store"
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"
+    try:
+        with prefect_test_harness(server_startup_timeout=90):
+            ran = reproduce(root=str(repo), runner="dask", workers=2, remote=str(store))
+            shutil.copy2(repo / "dvc.lock", fresh / "dvc.lock")  # as if committed, without the outputs
+            restored = reproduce(root=str(fresh), methods=["bce"], remote=str(store))
+    finally:
+        os.environ["PATH"] = path
+    lock = yaml.safe_load((repro / "dvc.lock").read_text())
+    assert len(ran) == len(lock["stages"]) and all(r["ran"] and not r["pulled"] for r in ran)
+    workers = {r["worker"] for r in ran}
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers), workers
+    assert concurrency(ran) <= 2
+    assert yaml.safe_load((repo / "dvc.lock").read_text()) == lock
+    columns = ["dataset", "method", *TABLE_METRICS]
+    pd.testing.assert_frame_equal(pd.read_parquet(repo / "results/comparison.parquet")[columns],
+                                  pd.read_parquet(repro / "results/comparison.parquet")[columns], check_exact=True)
+    assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
+    assert f"url = {store}" in (repo / ".dvc/config.local").read_text()
+    assert json.loads(sh(repo, "dvc", "status", "--cloud", "-r", FLOW_REMOTE, "--json").stdout) == {}
+    assert (store / "files/md5").is_dir()
+
+    assert [r["stage"] for r in restored][-1] == "evaluate@synthetic-bce"
+    assert all(r["pulled"] and not r["ran"] for r in restored), restored
+    for out in ("results/evaluations/synthetic/bce/metrics.parquet", "runs/synthetic/bce/pretrain/best.pt"):
+        assert (fresh / out).read_bytes() == (repro / out).read_bytes()
+    assert yaml.safe_load((fresh / "dvc.lock").read_text()) == lock
+
+
+def test_dask_runner_options_are_checked_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from pipelines.flows import FLOW_REMOTE, check_runner, dvc_remote, main, reproduce
+    from retdm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"runner 'ray' is not one of threads, dask"):
+        reproduce.fn(runner="ray")  # the flow's body rejects it before reading anything
+    for workers in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match=rf"workers must be a whole number >= 1, got {workers!r}"):
+            check_runner("dask", workers, None)
+    with pytest.raises(ConfigError, match="dask_address 'tcp://h:8786' needs runner 'dask'"):
+        check_runner("threads", None, "tcp://h:8786")
+    with pytest.raises(ConfigError, match="leave workers out"):
+        check_runner("dask", 2, "tcp://h:8786")
+    check_runner("dask", None, "tcp://h:8786")
+    check_runner("threads", 1, None)
+    with pytest.raises(SystemExit):
+        main(["--runner", "dask", "--workers", "0"])
+    assert "workers must be a whole number >= 1, got 0" in capsys.readouterr().err
+
+    sh(tmp_path, "dvc", "init", "--no-scm", "-q")
+    sh(tmp_path, "dvc", "remote", "add", "shared", "/somewhere")
+    assert dvc_remote(tmp_path, "shared") == "shared"
+    with pytest.raises(ConfigError, match=r"remote 'sharde' is neither a DVC remote .* \(configured: shared\)"):
+        dvc_remote(tmp_path, "sharde")
+    monkeypatch.chdir(tmp_path / ".dvc")  # a relative path is taken from the current directory
+    assert dvc_remote(tmp_path, "../store") == FLOW_REMOTE
+    assert f"url = {tmp_path / 'store'}" in (tmp_path / ".dvc/config.local").read_text()
