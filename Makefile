@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test bench clean scene
+.PHONY: setup browser run test bench bench-all clean scene
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ browser:
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# Every benchmark (~70 min on 2 cores): the quick ones, memory, GPU throughput (a reduced CPU mode
+# without CUDA), the Dask flow against the sequential one, Prefect against dvc repro, 3-seed training.
+bench-all: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run_all.py --all
 
 clean:
 	rm -rf data runs results reports

@@ -21,11 +21,17 @@ Runs, in one process on this machine:
 - ``gpu_throughput`` (only with ``--gpu``, about 2 minutes on a GPU): training images/s of the
   trainer's BCE and RETDM steps against a plain BCE loop on ``vgg16`` and ``efficientnet_lite0``
   (target RETDM >= 0.85x); without CUDA its ``cpu-reduced`` mode (see ``bench/bench_gpu.py``).
+- ``distributed`` (only with ``--distributed``, about 20 minutes): the Prefect flow on a local
+  Dask cluster of 2 workers against the same flow one stage at a time, on the default pipeline
+  from scratch (target: faster; see ``bench_orchestration.main_distributed``).
+
+``--all`` runs every one of them (about 70 minutes on 2 cores).
 
 Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
 per figure: benchmark, measured, baseline, the value of each and its unit, ratio, target, pass,
 machine; seconds rows also keep ``measured_s`` and ``baseline_s``).
-Run: ``python bench/run_all.py [--synthetic] [--orchestration] [--memory] [--gpu]`` or ``make bench``.
+Run: ``python bench/run_all.py [--all | --synthetic --orchestration --memory --distributed --gpu]``, or
+``make bench`` (the quick ones) and ``make bench-all``.
 Keep it out of CI.
 """
 
@@ -115,7 +121,7 @@ def markdown(frame: pd.DataFrame, where: str, when: str, extra: str = "") -> str
     return "\n".join(lines) + "\n" + extra
 
 
-def main(synthetic: bool = False, orchestration: bool = False, memory: bool = False, gpu: bool = False
+def main(synthetic: bool = False, orchestration: bool = False, memory: bool = False, distributed: bool = False, gpu: bool = False
          ) -> pd.DataFrame:
     where, when = machine(), dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     figures = rows()
@@ -127,6 +133,15 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
                             baseline="plain dvc repro", measured_s=o["prefect"]["wall"], baseline_s=o["dvc"]["wall"],
                             ratio=o["ratio"], ratio_kind="slowdown", target=f"<= {bench_orchestration.TARGET}x",
                             passed=o["ratio"] <= bench_orchestration.TARGET))
+    if distributed:
+        import bench_orchestration
+
+        d = bench_orchestration.main_distributed(tiny=False)
+        figures.append(dict(benchmark="distributed", case=f"default pipeline from scratch, {d['workers']} local workers",
+                            measured="Prefect flow on Dask (train.threads 1)",
+                            baseline="Prefect flow, one stage at a time", measured_s=d["dask_wall"],
+                            baseline_s=d["sequential_wall"], ratio=d["ratio"], ratio_kind="slowdown",
+                            target=f"< {bench_orchestration.DISTRIBUTED_TARGET}x", passed=d["pass"]))
     if memory:
         import bench_memory
 
@@ -153,8 +168,13 @@ if __name__ == "__main__":
     parser.add_argument("--orchestration", action="store_true", help="also time Prefect against dvc repro (~15 min)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak memory: training on synthetic, NUS-WIDE-size neighbours (~2-4 min)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="also time the Dask flow on 2 local workers against the sequential flow (~20 min)")
     parser.add_argument("--gpu", action="store_true",
                         help="also measure training throughput against a plain BCE loop (~2 min; reduced on a CPU)")
+    parser.add_argument("--all", action="store_true", help="every benchmark above (~70 min on 2 cores)")
     args = parser.parse_args()
-    main(args.synthetic, args.orchestration, args.memory, args.gpu)
+    if args.all:
+        args.synthetic = args.orchestration = args.memory = args.distributed = args.gpu = True
+    main(args.synthetic, args.orchestration, args.memory, args.distributed, args.gpu)
     print((HERE / "results.md").read_text())
