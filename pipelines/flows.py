@@ -59,13 +59,8 @@ output (``dvc status --cloud -r <remote>``); either failing fails the flow.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,24 +71,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params, train_config
+from pipelines.runners import (FLOW_REMOTE, RUNNERS, THREAD_VARIABLES, check_in_sync, check_runner, dask_task_runner,
+                               dvc_command, dvc_remote, locked_outputs, stage_environment, where_running)
 from retdm.errors import ConfigError
 
 TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
                  "one_error", "coverage")
-RUNNERS = ("threads", "dask")
-FLOW_REMOTE = "retdm-reproduce"  # the name under which a remote given as a path/URL goes into .dvc/config.local
-# A Dask nanny sets these to 1 in its workers (distributed.nanny.pre-spawn-environ); a stage gets
-# this process's values back, so that its threads, hence its last bits, are those of `dvc repro`.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def dvc_command(*args: str) -> list[str]:
-    """``dvc`` from this environment (the venv's, when not on PATH) with ``args``."""
-    exe = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    return [exe, *args]
 
 
 def stage_graph(root: Path) -> dict[str, list[str]]:
@@ -105,17 +91,6 @@ def stage_graph(root: Path) -> dict[str, list[str]]:
         graph = repo.index.graph  # edge u → v: stage u depends on stage v
         order = [s for s in reversed(list(nx.topological_sort(graph))) if hasattr(s, "cmd")]
         return {s.name: [v.name for v in graph.successors(s)] for s in order}
-
-
-def locked_outputs(root: Path) -> dict[str, list[str]]:
-    """Every stage that has a ``dvc.lock`` entry → its cached outputs (what ``dvc pull <stage>``
-    can restore); stages without an entry are left out."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return {s.name: [str(o.def_path) for o in s.outs if o.use_cache] for s in repo.index.stages
-                if hasattr(s, "cmd") and any(o.use_cache for o in s.outs)
-                and all(o.hash_info for o in s.outs if o.use_cache)}
 
 
 def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[str] | None,
@@ -151,66 +126,6 @@ def parallel_stages(params: dict[str, Any], cores: int | None = None) -> int:
     return max(1, cores // threads)
 
 
-def check_runner(runner: str, workers: int | None, dask_address: str | None) -> None:
-    """Reject a runner setting that cannot work, before anything runs.
-
-    Raises:
-        ConfigError: an unknown ``runner``, ``workers`` below 1, or options that do not go
-            together (``dask_address`` without ``runner="dask"``, or with ``workers``).
-    """
-    if runner not in RUNNERS:
-        raise ConfigError(f"runner {runner!r} is not one of {', '.join(RUNNERS)}: 'threads' runs the stages from "
-                          f"threads of the flow's process, 'dask' on the workers of a Dask cluster")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"workers must be a whole number >= 1, got {workers!r}: how many stages run at once "
-                          f"(with runner 'dask', the local cluster's worker processes); 1 runs them one at a time")
-    if dask_address and runner != "dask":
-        raise ConfigError(f"dask_address {dask_address!r} needs runner 'dask' (got {runner!r})")
-    if dask_address and workers is not None:
-        raise ConfigError(f"workers ({workers}) sizes a local Dask cluster; with dask_address the scheduler's own "
-                          f"workers run the stages (start each with `dask worker {dask_address} --nthreads 1`): "
-                          f"leave workers out")
-
-
-def dask_task_runner(workers: int | None, address: str | None) -> TaskRunner:
-    """A ``prefect_dask.DaskTaskRunner``: on the scheduler at ``address``, else on a local cluster
-    of ``workers`` processes with one thread each (so at most ``workers`` stages at once)."""
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError as err:
-        raise ConfigError("runner 'dask' needs prefect-dask: `pip install -r requirements.txt`") from err
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": ":0", "silence_logs": logging.WARNING})
-
-
-def dvc_remote(root: Path, remote: str) -> str:
-    """The name of the DVC remote ``remote`` stands for: a remote configured for ``root``, or a
-    path/URL, which is added (or updated) as remote ``FLOW_REMOTE`` in ``.dvc/config.local``
-    (a relative path is taken from the current directory, as on the command line).
-
-    Raises:
-        ConfigError: ``remote`` is neither a configured remote nor a path/URL.
-    """
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        configured = list(repo.config["remote"])
-    if remote in configured:
-        return remote
-    if "://" not in remote and "/" not in remote and os.sep not in remote and not remote.startswith((".", "~")):
-        raise ConfigError(f"remote {remote!r} is neither a DVC remote of {root} (configured: "
-                          f"{', '.join(configured) or 'none'}) nor a path or URL; give one of those, a path such as "
-                          f"/mnt/store/retdm, or a URL such as s3://bucket/retdm")
-    url = remote if "://" in remote else str(Path(remote).expanduser().resolve())
-    proc = subprocess.run(dvc_command("remote", "add", "--local", "--force", FLOW_REMOTE, url), check=False, cwd=root,
-                          capture_output=True, text=True)
-    if proc.returncode:
-        raise ConfigError(f"cannot add {url!r} as DVC remote {FLOW_REMOTE!r} of {root}: {proc.stderr.strip()}")
-    return FLOW_REMOTE
-
-
 class StageInputError(RuntimeError):
     """A stage rejected its input (a retdm ``error:`` line): retrying cannot help."""
 
@@ -224,32 +139,6 @@ def retry_transient(task, task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - any other failure (a killed worker, a full disk) may be transient
         return True
     return True
-
-
-def stage_environment(thread_env: dict[str, str | None] | None) -> dict[str, str] | None:
-    """This process's environment with the thread variables of the flow's process put back
-    (``None``: unset), or ``None`` (inherit as is) when ``thread_env`` is ``None``."""
-    if thread_env is None:
-        return None
-    env = dict(os.environ)
-    for key, value in thread_env.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
-
-
-def where_running() -> str:
-    """The Dask worker running this task (its address), else ``host:pid``."""
-    if "distributed" in sys.modules:  # a Dask worker has imported it; this process has not otherwise
-        from distributed import get_worker
-
-        try:
-            return get_worker().address
-        except ValueError:  # not inside a Dask worker
-            pass
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, list[str]]:
@@ -337,23 +226,6 @@ def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, 
     # with no PREFECT_API_URL would start a temporary server of its own.
     with temporary_settings(updates={PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}):
         return submit_stages(stages, graph, Path(root), None, remote, restorable)
-
-
-def check_in_sync(root: Path, stages: list[str], remote: str) -> None:
-    """``dvc status`` of ``stages`` is clean and ``remote`` holds all their cached outputs.
-
-    Raises:
-        RuntimeError: what is out of date, or missing from the remote.
-    """
-    for where, extra in (("the workspace", ()), (f"remote {remote!r}", ("--cloud", "-r", remote))):
-        proc = subprocess.run(dvc_command("--wait-for-lock", "status", "--json", *extra, *stages), check=False,
-                              cwd=root, capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"dvc status{' --cloud' if extra else ''} failed in {root}: {proc.stderr.strip()}")
-        changed = json.loads(proc.stdout or "{}")
-        if changed:
-            raise RuntimeError(f"after the flow, {where} is not in sync with dvc.lock of {root}: "
-                               f"{json.dumps(changed)[:2000]}")
 
 
 def publish(root: Path) -> None:
