@@ -5,12 +5,13 @@ The paths each stage uses are ``retdm.layout.Layout``, the layout of ``dvc.yaml`
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,25 @@ def train_config(params: dict[str, Any], method: str, dataset: str | None = None
 
 
 
+@contextlib.contextmanager
+def stage_threads() -> Iterator[None]:
+    """Cap the threads of torch and of the OpenMP/BLAS pools at ``train.threads`` of params.yaml
+    (0 or absent: the libraries' defaults) for the whole stage, inference included: two stages
+    running at once with more threads than cores between them each run several times slower.
+    The stages whose numbers depend on it list ``train`` as a param in dvc.yaml."""
+    threads = dotted((yaml.safe_load(PARAMS_FILE.read_text()) or {}).get("train")).get("threads", 0) \
+        if PARAMS_FILE.is_file() else 0
+    if not threads:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    if "torch" in sys.modules:  # a stage without torch does not pay for importing it
+        sys.modules["torch"].set_num_threads(threads)
+    with threadpool_limits(threads):
+        yield
+
+
 def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
     """Run a stage function with the command-line arguments; a ``RetdmError`` becomes one line
     on stderr and exit status 1 (DVC and Prefect then stop everything downstream)."""
@@ -150,7 +170,8 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     start = time.time()
     try:
-        run(*args)
+        with stage_threads():
+            run(*args)
     except RetdmError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
