@@ -266,15 +266,15 @@ def query_neighbours(neigh: LabelNeighbours, labels, *, radius: int | None = RAD
 
 
 def sample_pool_items(neigh: LabelNeighbours, set_index,
-                      draws: torch.Generator | torch.Tensor) -> torch.Tensor:
+                      draws: torch.Tensor) -> torch.Tensor:
     """Draw, for every set index, one training item uniformly from that set's pool.
 
     Args:
         neigh: the training table.
         set_index: (B, K) (any shape) set indices, tensor or array; masked slots may hold 0.
-        draws: a CPU torch.Generator (the same state gives the same draws), or uniform numbers
-            in [0, 1) of set_index's shape, drawn beforehand (training draws them per item and
-            epoch, so that an item gets the same pool images in whichever process it lands).
+        draws: uniform numbers in [0, 1) of set_index's shape, drawn beforehand (training draws
+            them per item and epoch, so that an item gets the same pool images in whichever
+            process it lands); the same draws give the same items.
 
     Returns:
         int64 item indices of set_index's shape, on set_index's device.
@@ -287,8 +287,7 @@ def sample_pool_items(neigh: LabelNeighbours, set_index,
                          f"[{int(idx.min())}, {int(idx.max())}]")
     offsets = torch.from_numpy(neigh.pool_offsets)
     start, size = offsets[idx], offsets[idx + 1] - offsets[idx]      # (B, K) each
-    u = (torch.rand(idx.shape, generator=draws, dtype=torch.float64) if isinstance(draws, torch.Generator)
-         else torch.as_tensor(draws, dtype=torch.float64).cpu().reshape(idx.shape))  # (B, K)
+    u = torch.as_tensor(draws, dtype=torch.float64).cpu().reshape(idx.shape)  # (B, K)
     # u * size rounds up to size for u just below 1: clamp to the pool's last item
     pick = start + torch.minimum((u * size).to(torch.int64), size - 1)  # (B, K)
     return torch.from_numpy(neigh.pool_items)[pick].to(device)

@@ -128,17 +128,18 @@ def test_sample_pool_items_carry_the_neighbour_set_and_are_deterministic():
     labels = (rng.random((300, 5)) < 0.3).astype(np.uint8)
     nb = label_neighbours(labels, 4)
     set_index = torch.from_numpy(nb.index[nb.set_of_item[:64]])  # (B, K)
-    items = sample_pool_items(nb, set_index, torch.Generator().manual_seed(3))
+    draws = torch.rand(set_index.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    items = sample_pool_items(nb, set_index, draws)
     assert items.shape == set_index.shape and items.dtype == torch.int64
     np.testing.assert_array_equal(labels[items.numpy()], nb.sets[set_index.numpy()])
-    again = sample_pool_items(nb, set_index.numpy(), torch.Generator().manual_seed(3))
+    again = sample_pool_items(nb, set_index.numpy(), draws.clone())
     assert torch.equal(items, again)
     # uniform over the pool: a big pool gets more than one distinct item drawn
     big = int(np.argmax(np.diff(nb.pool_offsets)))
-    many = sample_pool_items(nb, torch.full((200,), big), torch.Generator().manual_seed(0))
+    many = sample_pool_items(nb, torch.full((200,), big), torch.rand(200, generator=torch.Generator().manual_seed(0)))
     assert len(set(many.tolist())) > 1
     with pytest.raises(ValueError, match="set indices"):
-        sample_pool_items(nb, torch.tensor([len(nb.sets)]), torch.Generator())
+        sample_pool_items(nb, torch.tensor([len(nb.sets)]), torch.rand(1))
 
 
 def test_query_neighbours():

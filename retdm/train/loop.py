@@ -91,12 +91,11 @@ def epoch_seed(seed: int, stage: str, epoch: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{stage}/{epoch}".encode()).digest()[:8], "little") >> 1
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed python, numpy and torch; return a torch generator with the same seed."""
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def stage_seed(seed: int, stage: str) -> int:
