@@ -73,7 +73,7 @@ from retdm.neighbours import EmbeddingBank, label_neighbours, query_neighbours  
 from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import PartNeighbours, TrainingData  # noqa: E402
 from retdm.train.hardware import torch_threads  # noqa: E402
-from retdm.train.loop import Trainee, grad_scaler, place, set_modes, to_device, train_step  # noqa: E402
+from retdm.train.loop import Trainee, amp_dtype, grad_scaler, place, set_modes, to_device, train_step  # noqa: E402
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable  # noqa: E402
 
 TARGET = 0.85            # RETDM images/s over the plain loop's, at least
@@ -194,13 +194,6 @@ def make_loader(dataset: Dataset, case: Case, workers: int, device: torch.device
 
 # ---------------------------------------------------------------------------------------------
 # the steps
-
-
-def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype both loops use: bf16 on CUDA where supported, else fp16; None: no autocast."""
-    if not amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def plain_step(net: nn.Module, device: torch.device, amp: bool, compile_backbone: bool,

@@ -103,12 +103,17 @@ def stage_seed(seed: int, stage: str) -> int:
     return epoch_seed(seed, stage, 0) >> 2
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on the CPU."""
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The mixed-precision dtype: bf16 on CUDA where supported, fp16 otherwise; None on the CPU."""
     if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Autocast to ``amp_dtype``; nothing on the CPU."""
+    dtype = amp_dtype(device, enabled)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def run_stage(run: StageRun, resume: bool = True) -> Path:
@@ -231,7 +236,7 @@ def save_epoch(run: StageRun, history: list[dict[str, Any]], improved: bool, sta
 
 def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
     """Loss scaling for fp16 autocast (CUDA without bf16); a pass-through for bf16 and fp32."""
-    return torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, amp) == torch.float16)
 
 
 def train_step(step: nn.Module, batch: list[Tensor], optimizer: torch.optim.Optimizer,
