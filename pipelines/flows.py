@@ -8,11 +8,14 @@ independent stages (e.g. ``embed`` of two methods) run in parallel; ``--wait-for
 the short moments when two of them touch ``dvc.lock``. A failed stage is retried (transient
 failures), then fails the flow and everything downstream of it.
 
-How many stages run at once follows from ``train.threads`` in params.yaml: the cores divided by
-the threads each stage's torch uses (0: all of them, so one stage at a time). Running more
-would only make the stages fight over the cores, and the threads cannot be lowered behind the
-user's back: the last bits of a trained model depend on them, and ``dvc.lock`` must end as
-after ``dvc repro``. On 16 cores, ``train: {threads: 4}`` runs four stages at once.
+How many stages run at once follows from the threads each stage computes with (``train.threads``
+in params.yaml, a method's or dataset's own ``threads``; 0: all cores, so one stage at a time):
+as many as fit the cores, counting for each stage only the stages that can run beside it (not
+upstream or downstream of it; ``parallel_stages``). Running more would only make the stages
+fight over the cores, and the threads cannot be lowered behind the user's back: the last bits
+of a trained model depend on them, and ``dvc.lock`` must end as after ``dvc repro``. On 16
+cores, ``train: {threads: 4}`` runs four stages at once; ``methods: {bce: {threads: 0}}`` beside
+it gives the pretrain, which every other training waits for and so runs alone, all 16.
 
 Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--profile cpu]
 [--runner dask --workers 2] [--remote /path/or/name]`` (``--help`` explains each);
@@ -38,9 +41,10 @@ repository lock, which ``--wait-for-lock`` queues for), and a stage reads its in
 checkout's workspace. So workers on several machines need the checkout on shared storage (NFS
 and the like) at the same path, with the same environment; the stages' inputs and outputs then
 travel through that shared filesystem, not through Dask. ``dvc.lock`` ends as after ``dvc
-repro``: the stage commands and their thread settings are the same (the environment variables
-that cap a Dask worker's BLAS/OpenMP threads are put back to this process's values for the
-stage), only the order in which independent stages finish differs.
+repro``: the stage commands and their thread settings are the same (what a Dask nanny sets in
+its workers, ``NANNY_VARIABLES``: BLAS/OpenMP threads and a malloc trim threshold that slows
+torch 1.6x, is put back to this process's values for the stage), only the order in which
+independent stages finish differs.
 
 A DVC remote (``--remote``: a configured remote's name, or a path/URL that the flow adds to
 ``.dvc/config.local`` as remote ``retdm-reproduce``) makes the artifacts durable beyond the
@@ -59,6 +63,7 @@ output (``dvc status --cloud -r <remote>``); either failing fails the flow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import time
@@ -74,23 +79,25 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params, train_config
-from pipelines.runners import (FLOW_REMOTE, RUNNERS, THREAD_VARIABLES, check_in_sync, check_runner, dask_task_runner,
-                               dvc_command, dvc_remote, locked_outputs, stage_environment, where_running)
+from pipelines.runners import (FLOW_REMOTE, NANNY_VARIABLES, RUNNERS, check_in_sync, check_runner, dask_priority,
+                               dask_task_runner, dvc_command, dvc_remote, locked_outputs, stage_environment,
+                               where_running)
 from retdm.errors import ConfigError
 
 TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
                  "one_error", "coverage")
 
 
-def stage_graph(root: Path) -> dict[str, list[str]]:
-    """Every stage of ``dvc.yaml`` → the stages it depends on (upstream first in dict order)."""
+def stage_graph(root: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Every stage of ``dvc.yaml`` → the stages it depends on (upstream first in dict order),
+    and every stage → its command."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edge u → v: stage u depends on stage v
         order = [s for s in reversed(list(nx.topological_sort(graph))) if hasattr(s, "cmd")]
-        return {s.name: [v.name for v in graph.successors(s)] for s in order}
+        return {s.name: [v.name for v in graph.successors(s)] for s in order}, {s.name: s.cmd for s in order}
 
 
 def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[str] | None,
@@ -119,11 +126,72 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
     return [name for name in graph if name in needed]
 
 
-def parallel_stages(params: dict[str, Any], cores: int | None = None) -> int:
-    """How many stages may run at once: the cores over the torch threads of one stage."""
+def stage_command(command: str) -> tuple[str, list[str]]:
+    """A stage's ``python -m pipelines.<entry> ARGS`` → ``(entry, ARGS)``."""
+    module, *args = command.split()[2:]
+    return module.removeprefix("pipelines."), args
+
+
+def trains_network(command: str) -> bool:
+    """Whether a stage trains a network (pretrain, embed, finetune, a sweep point): the long ones."""
+    entry, args = stage_command(command)
+    return (entry == "train" and args[2] != "fit") or (entry == "sweep" and len(args) == 3)
+
+
+def threads_of_stage(params: dict[str, Any], command: str, cores: int) -> int:
+    """The CPU threads a stage computes with: a training stage's config ``threads`` (0: all
+    ``cores``), times ``distributed.nproc_per_node`` for a network under torchrun; the other
+    stages cap theirs at ``train.threads`` (``pipelines.params.stage_threads``)."""
+    from pipelines.sweep import sweep_config
+
+    entry, args = stage_command(command)
+    if entry == "train":  # DATASET METHOD STAGE
+        dataset, method, stage = args
+        processes = (params.get("distributed") or {}).get("nproc_per_node", 1) if trains_network(command) else 1
+        return (train_config(params, method, dataset).threads or cores) * processes
+    if entry == "sweep" and len(args) == 3:  # DATASET ALPHA BETA: one grid point
+        return sweep_config(params, args[0]).threads or cores
+    return (params.get("train") or {}).get("threads") or cores
+
+
+def run_order(stages: list[str], graph: dict[str, list[str]], commands: dict[str, str]) -> list[str]:
+    """``stages`` upstream first and, among those whose upstream stages come earlier, network
+    trainings (the long stages) first, else in ``stages``' order. Run in this order as workers
+    free up, the short stages fill the gaps at the end instead of a long one starting last."""
+    import heapq
+
+    waiting = {name: {d for d in graph[name] if d in stages} for name in stages}
+    ready = [(not trains_network(commands[n]), i, n) for i, n in enumerate(stages) if not waiting[n]]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)[2]
+        order.append(name)
+        for i, other in enumerate(stages):
+            if name in waiting[other]:
+                waiting[other].discard(name)
+                if not waiting[other]:
+                    heapq.heappush(ready, (not trains_network(commands[other]), i, other))
+    return order
+
+
+def parallel_stages(params: dict[str, Any], graph: dict[str, list[str]], commands: dict[str, str],
+                    cores: int | None = None) -> int:
+    """How many of the stages of ``graph`` may run at once without more threads than cores: the
+    most N such that every stage, beside the N - 1 hungriest stages that can run at the same time
+    as it (those neither upstream nor downstream of it), fits the cores. A stage that always runs
+    alone, such as the one pretrain every method continues, may so use all the cores."""
     cores = cores or os.cpu_count() or 1
-    threads = max(train_config(params, m, d).threads or cores for m in params["methods"] for d in params["datasets"])
-    return max(1, cores // threads)
+    threads = {name: threads_of_stage(params, commands[name], cores) for name in graph}
+    upstream: dict[str, set[str]] = {}
+    for name in graph:  # upstream first
+        upstream[name] = set(graph[name]).union(*(upstream[d] for d in graph[name]))
+    beside = {name: sorted((threads[o] for o in graph if o != name and name not in upstream[o]
+                            and o not in upstream[name]), reverse=True) for name in graph}
+    fits = 1
+    while fits < cores and all(threads[s] + sum(beside[s][:fits]) <= cores for s in graph):
+        fits += 1
+    return fits
 
 
 class StageInputError(RuntimeError):
@@ -161,7 +229,7 @@ def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, lis
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
 def run_stage(stage: str, root: str, remote: str | None = None, restorable: list[str] | None = None,
-              thread_env: dict[str, str | None] | None = None) -> dict[str, Any]:
+              flow_env: dict[str, str | None] | None = None) -> dict[str, Any]:
     """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it.
 
     Args:
@@ -171,15 +239,15 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
             them to afterwards; None for neither.
         restorable: the stage's cached outputs if ``dvc.lock`` had an entry for it when the flow
             started (what a pull can restore), else empty.
-        thread_env: the flow process's thread variables (``THREAD_VARIABLES``) for the stage's
-            command, or None to inherit this process's.
+        flow_env: the flow process's values of ``NANNY_VARIABLES`` (thread counts, malloc trim)
+            for the stage's command, or None to inherit this process's.
 
     Returns:
         ``{"stage", "ran", "seconds", "started", "worker", "pulled"}``: whether DVC re-ran it, the
         task's wall time and start (epoch seconds), where it ran, and whether it pulled first.
     """
     start, started = time.perf_counter(), time.time()
-    env = stage_environment(thread_env)
+    env = stage_environment(flow_env)
     pulled = bool(remote and restorable and not all((Path(root) / p).exists() for p in restorable))
     if pulled:  # a pull that finds nothing leaves the outputs missing, and repro recomputes them
         code, tail = run_dvc(root, env, "pull", "--allow-missing", "-r", remote, stage)
@@ -202,18 +270,21 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
 
 
 def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, lanes: int | None,
-                  remote: str | None, restorable: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """Submit one ``run_stage`` per stage to the current flow's task runner, each waiting for its
-    upstream stages and, with ``lanes``, for the stage submitted ``lanes`` earlier (round-robin
-    lanes: at most ``lanes`` at once); wait for all. Returns their results, upstream first."""
-    thread_env = {key: os.environ.get(key) for key in THREAD_VARIABLES}
+                  remote: str | None, restorable: dict[str, list[str]], on_dask: bool = False) -> list[dict[str, Any]]:
+    """Submit one ``run_stage`` per stage (in ``run_order``) to the current flow's task runner,
+    each waiting for its upstream stages and, with ``lanes``, for the stage submitted ``lanes``
+    earlier (round-robin lanes: at most ``lanes`` at once); ``on_dask``, each with a Dask priority
+    by that order (which stage a free worker takes); wait for all. Returns their results in that
+    order (upstream first)."""
+    flow_env = {key: os.environ.get(key) for key in NANNY_VARIABLES}
     futures: dict[str, PrefectFuture] = {}
     for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
         after = [futures[d] for d in graph[name] if d in futures]
         if lanes and i >= lanes:
             after.append(futures[stages[i - lanes]])
-        futures[name] = run_stage.submit(name, str(root), remote, restorable.get(name, []), thread_env,
-                                         wait_for=after)
+        with dask_priority(len(stages) - i) if on_dask else contextlib.nullcontext():
+            futures[name] = run_stage.submit(name, str(root), remote, restorable.get(name, []), flow_env,
+                                             wait_for=after)
     return [futures[name].result() for name in stages]
 
 
@@ -225,7 +296,7 @@ def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, 
     # Task runs on Dask workers report to this flow's Prefect API; without this, a worker process
     # with no PREFECT_API_URL would start a temporary server of its own.
     with temporary_settings(updates={PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}):
-        return submit_stages(stages, graph, Path(root), None, remote, restorable)
+        return submit_stages(stages, graph, Path(root), None, remote, restorable, on_dask=True)
 
 
 def publish(root: Path) -> None:
@@ -257,7 +328,8 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
         root: the repository root.
         runner: ``threads`` (stages from threads of this process) or ``dask`` (on Dask workers).
         workers: how many stages run at once (``dask``: the local cluster's worker processes);
-            default: the cores over ``train.threads``; 1: one at a time.
+            default: as many as the stages' threads fit the cores (``parallel_stages``); 1: one
+            at a time.
         dask_address: with ``dask``, a running scheduler to use instead of a local cluster.
         remote: a DVC remote (a configured name, or a path/URL) to pull missing outputs from
             and push every stage's outputs to; the flow then checks it holds them all.
@@ -281,11 +353,11 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
         params = load_params(params_path)
         if params["profile"] != profile:
             raise ConfigError(f"{params_path}: could not set profile to {profile!r}; edit it by hand")
-    graph = stage_graph(root_path)
-    stages = select(graph, params, datasets, methods)
+    graph, commands = stage_graph(root_path)
+    stages = run_order(select(graph, params, datasets, methods), graph, commands)
     remote_name = dvc_remote(root_path, remote) if remote else None
     restorable = locked_outputs(root_path) if remote else {}
-    fits = parallel_stages(params)
+    fits = parallel_stages(params, {s: graph[s] for s in stages}, commands)
     lanes = None if dask_address else workers or fits
     if lanes and lanes > fits:
         logger.warning(f"{lanes} stages at once, each with the torch threads of train.threads, oversubscribe "
@@ -321,9 +393,9 @@ def main(argv: list[str] | None = None) -> None:
                              "process (prefect-dask), of a local cluster or of --dask-address (default: threads)")
     parser.add_argument("--workers", type=int, default=None,
                         help="how many stages run at once; with --runner dask, the local cluster's worker processes "
-                             "(one thread each). Default: the cores / train.threads of params.yaml; 1: one at a time. "
-                             "Each stage's torch still uses train.threads threads (0: all cores): for N at once on "
-                             "C cores set train.threads to C / N")
+                             "(one thread each). Default: as many as the stages' threads fit the cores; 1: one at a "
+                             "time. Each stage's torch still uses train.threads threads (0: all cores), or its "
+                             "method's own: for N at once on C cores set train.threads to C / N")
     parser.add_argument("--dask-address", default=None,
                         help="with --runner dask: the address of a running `dask scheduler` (e.g. tcp://host:8786) "
                              "instead of a local cluster; its workers (`dask worker ADDRESS --nthreads 1`) must see "

@@ -138,13 +138,14 @@ def train_config(params: dict[str, Any], method: str, dataset: str | None = None
 
 
 @contextlib.contextmanager
-def stage_threads() -> Iterator[None]:
-    """Cap the threads of torch and of the OpenMP/BLAS pools at ``train.threads`` of params.yaml
-    (0 or absent: the libraries' defaults) for the whole stage, inference included: two stages
-    running at once with more threads than cores between them each run several times slower.
-    The stages whose numbers depend on it list ``train`` as a param in dvc.yaml."""
-    threads = dotted((yaml.safe_load(PARAMS_FILE.read_text()) or {}).get("train")).get("threads", 0) \
-        if PARAMS_FILE.is_file() else 0
+def stage_threads(threads: int | None = None) -> Iterator[None]:
+    """Cap the threads of torch and of the OpenMP/BLAS pools at ``threads`` (None: ``train.threads``
+    of params.yaml; 0 or absent: the libraries' defaults) for the whole stage, inference included:
+    two stages running at once with more threads than cores between them each run several times
+    slower. The stages whose numbers depend on it list ``train`` as a param in dvc.yaml."""
+    if threads is None:
+        threads = dotted((yaml.safe_load(PARAMS_FILE.read_text()) or {}).get("train")).get("threads", 0) \
+            if PARAMS_FILE.is_file() else 0
     if not threads:
         yield
         return
@@ -156,9 +157,11 @@ def stage_threads() -> Iterator[None]:
         yield
 
 
-def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
+def stage_main(run: Callable[..., Any], argv: list[str] | None = None, own_threads: bool = False) -> None:
     """Run a stage function with the command-line arguments; a ``RetdmError`` becomes one line
-    on stderr and exit status 1 (DVC and Prefect then stop everything downstream)."""
+    on stderr and exit status 1 (DVC and Prefect then stop everything downstream). Its threads are
+    capped at ``train.threads`` (``stage_threads``) unless it sets its own (``own_threads``: a
+    training stage, at its method's ``threads``)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print((run.__doc__ or run.__name__).strip())
@@ -170,7 +173,7 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     start = time.time()
     try:
-        with stage_threads():
+        with contextlib.nullcontext() if own_threads else stage_threads():
             run(*args)
     except RetdmError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,34 +1,68 @@
-"""Stage ``sweep@<dataset>``: RETDM at every α × β of ``params.yaml`` ``sweep`` (the paper's Fig. 5),
-each continuing the shared pretrain model → ``runs/<dataset>/sweep/``, ``results/evaluations/<dataset>/sweep.parquet``.
+"""Stages ``sweep_point@<dataset>-<alpha>-<beta>`` and ``sweep@<dataset>``: RETDM at every α × β of
+``params.yaml`` ``sweep`` (the paper's Fig. 5), each point continuing the shared pretrain model.
+
+- ``python -m pipelines.sweep DATASET ALPHA BETA``: one point, trained and evaluated on the test
+  split → ``runs/<dataset>/sweep/alpha<ALPHA>_beta<BETA>/`` (its metrics row in ``metrics.parquet``).
+  One stage per point, so a flow with several workers trains the points side by side.
+- ``python -m pipelines.sweep DATASET``: the grid → ``results/evaluations/<dataset>/sweep.parquet``.
 
 Each point trains with the method's config (profile ← ``train`` ← ``datasets.<ds>.train`` ←
 ``methods.retdm``) and then ``sweep.train`` (e.g. fewer epochs, so the grid stays cheap).
-Usage: ``python -m pipelines.sweep DATASET``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import yaml
+
 from pipelines.cache import image_cache
-from pipelines.params import Layout, dotted, load_params, stage_main, train_config
-from retdm.config import load_config
+from pipelines.params import Layout, dotted, load_params, stage_main, stage_threads, train_config
+from retdm.config import TrainConfig, load_config
 from retdm.errors import ConfigError
 from retdm.methods import stage_dir
-from retdm.sweep import sensitivity_grid
+from retdm.sweep import gather_grid, sweep_point
 
 
-def main(dataset: str) -> None:
-    """python -m pipelines.sweep DATASET: the α × β grid of RETDM on the test split."""
-    params, layout = load_params(), Layout(dataset)
+def grid(params: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """``sweep.alpha`` and ``sweep.beta`` of params.yaml: non-empty lists of numbers."""
     spec = params.get("sweep") or {}
-    missing = [k for k in ("alpha", "beta") if not spec.get(k)]
-    if missing:
-        raise ConfigError(f"params.yaml sweep: needs non-empty lists {missing} (the grid's alpha and beta values)")
+    for key in ("alpha", "beta"):
+        values = spec.get(key)
+        if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"params.yaml sweep.{key}: needs a non-empty list of numbers (the grid's {key} values), "
+                              f"e.g. [0.01, 0.1, 1.0]; got {values!r}")
+    return spec["alpha"], spec["beta"]
+
+
+def sweep_config(params: dict[str, Any], dataset: str) -> TrainConfig:
+    """RETDM's config for ``dataset`` with ``sweep.train`` on top (before each point's α and β)."""
     base = train_config(params, "retdm", dataset)
-    cfg = load_config(base.profile, {**dotted(base.to_dict()), **dotted(spec.get("train"))})
-    sensitivity_grid(layout.table, stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.sweep_runs, cfg,
-                     [float(a) for a in spec["alpha"]], [float(b) for b in spec["beta"]], layout.sweep_results,
-                     image_cache=image_cache(params, dataset), threshold=params["evaluate"]["threshold"])
+    return load_config(base.profile, {**dotted(base.to_dict()), **dotted((params.get("sweep") or {}).get("train"))})
+
+
+def main(dataset: str, alpha: str | None = None, beta: str | None = None) -> None:
+    """python -m pipelines.sweep DATASET [ALPHA BETA]: with ALPHA and BETA, RETDM trained and
+    evaluated at that point of the params.yaml sweep grid; without, the grid's table of all points."""
+    params, layout = load_params(), Layout(dataset)
+    alphas, betas = grid(params)
+    if alpha is None and beta is None:
+        gather_grid(layout.sweep_runs, alphas, betas, layout.sweep_results)
+        return
+    if alpha is None or beta is None:
+        raise ConfigError("give both ALPHA and BETA (one grid point), or neither (the grid's table)")
+    point = {}
+    for key, text, values in (("alpha", alpha, alphas), ("beta", beta, betas)):
+        point[key] = yaml.safe_load(text)  # as params.yaml reads it, so the folder is named as in dvc.yaml
+        if point[key] not in values:
+            raise ConfigError(f"{key} {text} is not in params.yaml sweep.{key} {values}; add it there, the sweep "
+                              f"trains only the grid's points")
+    cfg = sweep_config(params, dataset)
+    with stage_threads(cfg.threads):
+        sweep_point(layout.table, stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.sweep_runs, cfg,
+                    point["alpha"], point["beta"], image_cache=image_cache(params, dataset),
+                    threshold=params["evaluate"]["threshold"])
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    stage_main(main, own_threads=True)

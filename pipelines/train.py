@@ -13,7 +13,7 @@ import os
 import subprocess
 
 from pipelines.cache import image_cache
-from pipelines.params import Layout, load_params, stage_main, torchrun_command, train_config
+from pipelines.params import Layout, load_params, stage_main, stage_threads, torchrun_command, train_config
 from retdm.train.run import STAGE_FUNCTIONS, train_method
 
 
@@ -23,10 +23,10 @@ def main(dataset: str, method: str, stage: str) -> None:
     launch = torchrun_command(params, ["-m", "pipelines.train", dataset, method, stage], f"retdm-{dataset}-{method}-{stage}")
     if launch is not None and stage in STAGE_FUNCTIONS and "LOCAL_RANK" not in os.environ:
         raise SystemExit(subprocess.call(launch))  # torchrun's exit status: non-zero when any process failed
-    layout = Layout(dataset)
-    train_method(layout.table, layout.runs, train_config(params, method, dataset), method, stages=(stage,),
-                 image_cache=image_cache(params, dataset))
+    layout, cfg = Layout(dataset), train_config(params, method, dataset)
+    with stage_threads(cfg.threads):  # the method's own threads (e.g. all cores for the pretrain, which runs alone)
+        train_method(layout.table, layout.runs, cfg, method, stages=(stage,), image_cache=image_cache(params, dataset))
 
 
 if __name__ == "__main__":
-    stage_main(main)
+    stage_main(main, own_threads=True)

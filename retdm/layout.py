@@ -15,7 +15,8 @@ Per dataset ``<ds>``::
     runs/<ds>/<method>/fit/                fit (feature methods)
     results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet, thresholds.json
                                            (tuned on the validation part), metrics_tuned.parquet
-    runs/<ds>/sweep/, results/evaluations/<ds>/sweep.parquet                     sweep: RETDM over alpha x beta
+    runs/<ds>/sweep/alpha<a>_beta<b>/      sweep_point: RETDM at one alpha x beta (metrics.parquet: its row)
+    results/evaluations/<ds>/sweep.parquet sweep: the grid's points in one table
     reports/index.html, reports/index.md, reports/figures/                          report
     results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
 """

@@ -93,6 +93,11 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
     assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS)
     assert "## synthetic" in (repro / "reports/comparison.md").read_text()
+    grid = pd.read_parquet(repro / "results/evaluations/synthetic/sweep.parquet")  # one stage per point, gathered
+    assert list(grid[["alpha", "beta"]].itertuples(index=False, name=None)) == [(0.01, 1.0), (1.0, 1.0)]
+    for i, point in enumerate(("alpha0.01_beta1.0", "alpha1.0_beta1.0")):
+        pd.testing.assert_frame_equal(grid.iloc[[i]].reset_index(drop=True),
+                                      pd.read_parquet(repro / "runs/synthetic/sweep" / point / "metrics.parquet"))
     report = json.loads((repro / "reports/validation/synthetic.json").read_text())
     assert report["success"] and (repro / "reports/validation/synthetic.html").is_file()
 
@@ -135,6 +140,12 @@ def test_changing_one_method_reruns_only_that_method_and_compare(repro):
     finally:
         sh(repro, "git", "checkout", "params.yaml")
     assert changed == {"fit@synthetic-mlknn", "compare", "report"}
+    set_params(repro, **{"sweep.beta": [1.0, 0.5]})  # one stage per point: a new beta trains only its points
+    try:
+        changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
+    finally:
+        sh(repro, "git", "checkout", "params.yaml")
+    assert changed == {"sweep_point@synthetic-0.01-0.5", "sweep_point@synthetic-1.0-0.5", "sweep@synthetic"}
 
 
 def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
@@ -178,7 +189,7 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     finally:
         os.environ["PATH"] = path
     stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
-    assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 20 and all(r["ran"] for r in ran)
+    assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 22 and all(r["ran"] for r in ran)
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
@@ -200,13 +211,30 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     from pipelines.flows import parallel_stages
 
     params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}},
-              "datasets": {"synthetic": {"source": "synthetic", "official_split": False, "train": {}}}}
-    assert parallel_stages(params, cores=16) == 4 and parallel_stages(params, cores=2) == 1
-    params["methods"]["retdm"] = {"threads": 8}  # the hungriest method sets the pace
-    assert parallel_stages(params, cores=16) == 2
-    assert parallel_stages({**params, "train": {}, "methods": {"bce": {}}}, cores=16) == 1  # 0: all cores each
-    params["datasets"]["synthetic"]["train"] = {"threads": 16}  # and so does the hungriest dataset
-    assert parallel_stages(params, cores=16) == 1
+              "distributed": {"nproc_per_node": 1}, "sweep": {"train": {}},
+              "datasets": {d: {"source": "synthetic", "official_split": False, "train": {}} for d in ("a", "b")}}
+    graph = {"pretrain@a": [], "embed@a-retdm": ["pretrain@a"], "finetune@a-retdm": ["embed@a-retdm"],
+             "sweep_point@a-0.1-1.0": ["pretrain@a"], "evaluate@a-bce": ["pretrain@a"],
+             "evaluate@a-retdm": ["finetune@a-retdm"]}
+    commands = {"pretrain@a": "python -m pipelines.train a bce pretrain",
+                "embed@a-retdm": "python -m pipelines.train a retdm embed",
+                "finetune@a-retdm": "python -m pipelines.train a retdm finetune",
+                "sweep_point@a-0.1-1.0": "python -m pipelines.sweep a 0.1 1.0",
+                "evaluate@a-bce": "python -m pipelines.evaluate a bce", "evaluate@a-retdm": "python -m pipelines.evaluate a retdm"}
+    assert parallel_stages(params, graph, commands, cores=16) == 4 and parallel_stages(params, graph, commands, 2) == 1
+    params["methods"]["retdm"] = {"threads": 8}  # the hungriest stages that can overlap set the pace
+    assert parallel_stages(params, graph, commands, cores=16) == 2
+    params["distributed"]["nproc_per_node"] = 2  # under torchrun: threads x processes
+    params["methods"]["retdm"] = {}
+    assert parallel_stages(params, graph, commands, cores=16) == 2
+    params["distributed"]["nproc_per_node"] = 1
+    assert parallel_stages({**params, "train": {}}, graph, commands, cores=16) == 1  # 0: all cores each
+    # The pretrain every stage waits for runs alone: it may have all the cores, the rest 1 thread each.
+    params.update(train={"threads": 1}, methods={"bce": {"threads": 0}, "retdm": {}})
+    assert parallel_stages(params, graph, commands, cores=2) == 2
+    graph["pretrain@b"] = []  # unless another dataset's pretrain can run beside it
+    commands["pretrain@b"] = "python -m pipelines.train b bce pretrain"
+    assert parallel_stages(params, graph, commands, cores=2) == 1
 
 
 def write_mulan(root: Path, n: int = 200, seed: int = 0) -> dict[str, str]:
