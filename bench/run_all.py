@@ -138,7 +138,7 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
 
         d = bench_orchestration.main_distributed(tiny=False)
         figures.append(dict(benchmark="distributed", case=f"default pipeline from scratch, {d['workers']} local workers",
-                            measured="Prefect flow on Dask (train.threads 1)",
+                            measured="Prefect flow on Dask (train.threads 1, the pretrain all cores)",
                             baseline="Prefect flow, one stage at a time", measured_s=d["dask_wall"],
                             baseline_s=d["sequential_wall"], ratio=d["ratio"], ratio_kind="slowdown",
                             target=f"< {bench_orchestration.DISTRIBUTED_TARGET}x", passed=d["pass"]))
