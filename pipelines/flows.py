@@ -97,7 +97,7 @@ def stage_graph(root: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
     with Repo(str(root)) as repo:
         graph = repo.index.graph  # edge u → v: stage u depends on stage v
         order = [s for s in reversed(list(nx.topological_sort(graph))) if hasattr(s, "cmd")]
-        return {s.name: [v.name for v in graph.successors(s)] for s in order}, {s.name: s.cmd for s in order}
+        return {s.name: [v.name for v in graph.successors(s)] for s in order}, {s.name: " && ".join(s.cmd) if isinstance(s.cmd, list) else s.cmd for s in order}
 
 
 def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[str] | None,
@@ -127,9 +127,12 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
 
 
 def stage_command(command: str) -> tuple[str, list[str]]:
-    """A stage's ``python -m pipelines.<entry> ARGS`` → ``(entry, ARGS)``."""
-    module, *args = command.split()[2:]
-    return module.removeprefix("pipelines."), args
+    """A stage's ``python -m pipelines.<entry> ARGS`` → ``(entry, ARGS)``; any other command →
+    ``("", its words)``."""
+    words = command.split()
+    if len(words) < 3 or words[1] != "-m" or not words[2].startswith("pipelines."):
+        return "", words
+    return words[2].removeprefix("pipelines."), words[3:]
 
 
 def trains_network(command: str) -> bool:

@@ -237,6 +237,28 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     assert parallel_stages(params, graph, commands, cores=2) == 1
 
 
+def test_stages_run_upstream_first_and_the_long_trainings_before_the_short_stages():
+    from pipelines.flows import parallel_stages, run_order
+
+    graph = {"split@a": [], "pretrain@a": ["split@a"], "features@a": ["pretrain@a"], "fit@a-mlknn": ["features@a"],
+             "evaluate@a-bce": ["pretrain@a"], "embed@a-retdm": ["pretrain@a"], "finetune@a-retdm": ["embed@a-retdm"],
+             "sweep_point@a-1-1": ["pretrain@a"], "sweep@a": ["sweep_point@a-1-1"], "notes": []}
+    commands = {"split@a": "python -m pipelines.split a", "pretrain@a": "python -m pipelines.train a bce pretrain",
+                "features@a": "python -m pipelines.features a", "fit@a-mlknn": "python -m pipelines.train a mlknn fit",
+                "evaluate@a-bce": "python -m pipelines.evaluate a bce",
+                "embed@a-retdm": "python -m pipelines.train a retdm embed",
+                "finetune@a-retdm": "python -m pipelines.train a retdm finetune",
+                "sweep_point@a-1-1": "python -m pipelines.sweep a 1 1", "sweep@a": "python -m pipelines.sweep a",
+                "notes": "make notes"}  # not a pipelines entry point: neither a training nor known threads
+    order = run_order(list(graph), graph, commands)
+    assert order == ["split@a", "pretrain@a", "embed@a-retdm", "finetune@a-retdm", "sweep_point@a-1-1",
+                     "features@a", "fit@a-mlknn", "evaluate@a-bce", "sweep@a", "notes"]
+    assert all(order.index(d) < order.index(n) for n in graph for d in graph[n])
+    params = {"profile": "cpu", "seed": 0, "train": {"threads": 1}, "methods": {"bce": {}, "retdm": {}, "mlknn": {}},
+              "sweep": {"train": {}}, "datasets": {"a": {"source": "synthetic", "official_split": False, "train": {}}}}
+    assert parallel_stages(params, graph, commands, cores=4) == 4
+
+
 def write_mulan(root: Path, n: int = 200, seed: int = 0) -> dict[str, str]:
     """A MULAN train/test ARFF pair (official split, 150 + 50 rows, one sparse) and its label XML."""
     import numpy as np
