@@ -208,7 +208,7 @@ def test_only_failures_on_bad_input_are_not_retried():
 
 
 def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
-    from pipelines.flows import parallel_stages
+    from pipelines.schedule import parallel_stages
 
     params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}},
               "distributed": {"nproc_per_node": 1}, "sweep": {"train": {}},
@@ -238,7 +238,7 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
 
 
 def test_stages_run_upstream_first_and_the_long_trainings_before_the_short_stages():
-    from pipelines.flows import parallel_stages, run_order
+    from pipelines.schedule import parallel_stages, run_order
 
     graph = {"split@a": [], "pretrain@a": ["split@a"], "features@a": ["pretrain@a"], "fit@a-mlknn": ["features@a"],
              "evaluate@a-bce": ["pretrain@a"], "embed@a-retdm": ["pretrain@a"], "finetune@a-retdm": ["embed@a-retdm"],
