@@ -137,6 +137,12 @@ def train_config(params: dict[str, Any], method: str, dataset: str | None = None
 
 
 
+def sweep_config(params: dict[str, Any], dataset: str) -> TrainConfig:
+    """RETDM's config for ``dataset`` with ``sweep.train`` on top (before each sweep point's α and β)."""
+    base = train_config(params, "retdm", dataset)
+    return load_config(base.profile, {**dotted(base.to_dict()), **dotted((params.get("sweep") or {}).get("train"))})
+
+
 @contextlib.contextmanager
 def stage_threads(threads: int | None = None) -> Iterator[None]:
     """Cap the threads of torch and of the OpenMP/BLAS pools at ``threads`` (None: ``train.threads``

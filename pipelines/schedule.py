@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.params import train_config
+from pipelines.params import sweep_config, train_config
 from retdm.errors import ConfigError
 
 
@@ -70,8 +70,6 @@ def threads_of_stage(params: dict[str, Any], command: str, cores: int) -> int:
     """The CPU threads a stage computes with: a training stage's config ``threads`` (0: all
     ``cores``), times ``distributed.nproc_per_node`` for a network under torchrun; the other
     stages cap theirs at ``train.threads`` (``pipelines.params.stage_threads``)."""
-    from pipelines.sweep import sweep_config
-
     entry, args = stage_command(command)
     if entry == "train":  # DATASET METHOD STAGE
         dataset, method, stage = args

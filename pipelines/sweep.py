@@ -17,8 +17,7 @@ from typing import Any
 import yaml
 
 from pipelines.cache import image_cache
-from pipelines.params import Layout, dotted, load_params, stage_main, stage_threads, train_config
-from retdm.config import TrainConfig, load_config
+from pipelines.params import Layout, load_params, stage_main, stage_threads, sweep_config
 from retdm.errors import ConfigError
 from retdm.methods import stage_dir
 from retdm.sweep import gather_grid, sweep_point
@@ -33,12 +32,6 @@ def grid(params: dict[str, Any]) -> tuple[list[float], list[float]]:
             raise ConfigError(f"params.yaml sweep.{key}: needs a non-empty list of numbers (the grid's {key} values), "
                               f"e.g. [0.01, 0.1, 1.0]; got {values!r}")
     return spec["alpha"], spec["beta"]
-
-
-def sweep_config(params: dict[str, Any], dataset: str) -> TrainConfig:
-    """RETDM's config for ``dataset`` with ``sweep.train`` on top (before each point's α and β)."""
-    base = train_config(params, "retdm", dataset)
-    return load_config(base.profile, {**dotted(base.to_dict()), **dotted((params.get("sweep") or {}).get("train"))})
 
 
 def main(dataset: str, alpha: str | None = None, beta: str | None = None) -> None:
