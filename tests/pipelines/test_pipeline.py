@@ -229,6 +229,9 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     assert parallel_stages(params, graph, commands, cores=16) == 2
     params["distributed"]["nproc_per_node"] = 1
     assert parallel_stages({**params, "train": {}}, graph, commands, cores=16) == 1  # 0: all cores each
+    params["datasets"]["a"]["train"] = {"threads": 16}  # and so does the hungriest dataset
+    assert parallel_stages(params, graph, commands, cores=16) == 1
+    params["datasets"]["a"]["train"] = {}
     # The pretrain every stage waits for runs alone: it may have all the cores, the rest 1 thread each.
     params.update(train={"threads": 1}, methods={"bce": {"threads": 0}, "retdm": {}})
     assert parallel_stages(params, graph, commands, cores=2) == 2
