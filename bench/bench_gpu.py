@@ -69,9 +69,9 @@ for path in (HERE.parent, HERE):
 from retdm.config import LossConfig, TrainConfig, load_config  # noqa: E402
 from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec  # noqa: E402
 from retdm.errors import ConfigError, TrainingError  # noqa: E402
-from retdm.neighbours import EmbeddingBank, label_neighbours, query_neighbours  # noqa: E402
+from retdm.neighbours import EmbeddingBank  # noqa: E402
 from retdm.train.checkpoint import build_model  # noqa: E402
-from retdm.train.data import PartNeighbours, TrainingData  # noqa: E402
+from retdm.train.data import TrainingData, part_neighbours  # noqa: E402
 from retdm.train.hardware import torch_threads  # noqa: E402
 from retdm.train.loop import Trainee, amp_dtype, grad_scaler, place, set_modes, to_device, train_step  # noqa: E402
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable  # noqa: E402
@@ -163,7 +163,7 @@ class InMemoryImages(Dataset):
 
 def synthetic_training_data(case: Case, mean, std, k: int, seed: int) -> TrainingData:
     """A ``TrainingData`` of random uint8 images and :func:`coco_like_labels`, with its neighbour table
-    mined as ``build_training_data`` mines it (fit part by ``label_neighbours``, val part queried)."""
+    mined as ``build_training_data`` mines it (``part_neighbours``)."""
     n = case.n_fit + case.n_val
     labels = coco_like_labels(n, NUM_LABELS, seed)
     pixels = torch.randint(0, 256, (n, 3, case.resize, case.resize), dtype=torch.uint8,
@@ -171,14 +171,10 @@ def synthetic_training_data(case: Case, mean, std, k: int, seed: int) -> Trainin
     spec = TransformSpec(case.image_size, case.resize, mean, std, source_size=case.resize)
     fit_px, val_px = pixels[:case.n_fit], pixels[case.n_fit:]
     fit_lab, val_lab = labels[:case.n_fit], labels[case.n_fit:]
-    fit = InMemoryImages(fit_px, fit_lab, TrainTransform(spec))
-    neigh = label_neighbours(fit_lab, k)
-    fit_nbr = PartNeighbours(torch.from_numpy(neigh.index[neigh.set_of_item]),
-                             torch.from_numpy(neigh.mask[neigh.set_of_item]))
-    val_index, val_mask = query_neighbours(neigh, val_lab)
-    return TrainingData(fit, InMemoryImages(fit_px, fit_lab, TestTransform(spec)),
-                        InMemoryImages(val_px, val_lab, TestTransform(spec)), neigh, fit_nbr,
-                        PartNeighbours(torch.from_numpy(val_index), torch.from_numpy(val_mask)),
+    neigh, fit_nbr, val_nbr = part_neighbours(fit_lab, val_lab, k)
+    return TrainingData(InMemoryImages(fit_px, fit_lab, TrainTransform(spec)),
+                        InMemoryImages(fit_px, fit_lab, TestTransform(spec)),
+                        InMemoryImages(val_px, val_lab, TestTransform(spec)), neigh, fit_nbr, val_nbr,
                         torch.from_numpy(neigh.sets).float(), spec)
 
 

@@ -119,9 +119,16 @@ def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fr
         fit = FeatureTableDataset(fit_table, spec)
         fit_eval = fit  # no augmentation: the train and test views are the same vectors
         val = FeatureTableDataset(val_table, spec)
-    neigh = label_neighbours(fit_table.labels(), k)
+    neigh, fit_nbr, val_nbr = part_neighbours(fit_table.labels(), val_table.labels(), k)
+    return TrainingData(fit, fit_eval, val, neigh, fit_nbr, val_nbr, torch.from_numpy(neigh.sets).float(), spec)
+
+
+def part_neighbours(fit_labels: np.ndarray, val_labels: np.ndarray, k: int
+                    ) -> tuple[LabelNeighbours, PartNeighbours, PartNeighbours]:
+    """The fit part's label-neighbour table (k per label set), each fit item's neighbour sets (its
+    own set's), and each validation item's, queried from the fit part's table."""
+    neigh = label_neighbours(fit_labels, k)
     fit_nbr = PartNeighbours(torch.from_numpy(neigh.index[neigh.set_of_item]),
                              torch.from_numpy(neigh.mask[neigh.set_of_item]))
-    val_index, val_mask = query_neighbours(neigh, val_table.labels())
-    val_nbr = PartNeighbours(torch.from_numpy(val_index), torch.from_numpy(val_mask))
-    return TrainingData(fit, fit_eval, val, neigh, fit_nbr, val_nbr, torch.from_numpy(neigh.sets).float(), spec)
+    val_index, val_mask = query_neighbours(neigh, val_labels)
+    return neigh, fit_nbr, PartNeighbours(torch.from_numpy(val_index), torch.from_numpy(val_mask))
