@@ -10,6 +10,8 @@ of the label table it was trained on. A model with a feature backbone also recor
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,18 +40,30 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint on the CPU.
+    """Read a checkpoint on the CPU, as data only.
+
+    Checkpoints are shared, so a file is untrusted input: ``torch.load(weights_only=True)``
+    rebuilds only tensors and plain containers (dict, list, str, numbers), and refuses any other
+    pickled object, whose rebuilding could run code, before it is built. Everything retdm writes
+    (states, history, the config as plain dicts) is such data.
 
     Raises:
-        TrainingError: the file is missing or is not a retdm checkpoint.
+        TrainingError: the file is missing, holds more than data, or is not a retdm checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: checkpoint not found; train first with `retdm train`")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; torch's legacy reader fails in odd ways
+        raise TrainingError(f"{path}: not a readable checkpoint (not a file written by torch.save); "
+                            f"give the best.pt or last.pt of a retdm run")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
-        raise TrainingError(f"{path}: not a readable checkpoint ({err})") from err
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise TrainingError(f"{path}: refused: the file holds pickled objects other than tensors and plain "
+                            f"data, and loading them could run code; only retdm checkpoints load "
+                            f"(retrain, or re-save the weights as a state dict)") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise TrainingError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise TrainingError(f"{path}: not a retdm checkpoint (expected format {FORMAT!r})")
     return ckpt

@@ -65,7 +65,7 @@ def test_validation_and_evaluation_count_every_item_exactly_once(runs, tiny_tabl
     assert list(predictions["image_id"]) == list(test_ids)  # and in table order
     import torch
 
-    num_val = torch.load(two / "runs" / "retdm" / "finetune" / "best.pt", weights_only=False)["num_val"]
+    num_val = load_checkpoint(two / "runs" / "retdm" / "finetune" / "best.pt")["num_val"]
     for stage in ("bce/pretrain", "retdm/embed", "retdm/finetune"):
         assert (pd.read_csv(two / "runs" / stage / "epochs.csv")["val_items"] == num_val).all()
 
