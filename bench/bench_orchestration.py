@@ -58,15 +58,15 @@ def stage_name(record: dict) -> str:
     """The DVC stage name of a ``RETDM_STAGE_TIMES`` record."""
     args = record["args"]
     if record["entry"] == "train":
-        dataset, method, stage = args
+        dataset, method, stage, seed = args
         if stage == "pretrain":
-            return f"pretrain@{dataset}"
+            return f"pretrain@{dataset}-{seed}"
         if stage == "finetune" and "embed" not in METHODS.get(method).stages:
-            return f"finetune_baseline@{dataset}-{method}"
-        return f"{stage}@{dataset}-{method}"
-    if record["entry"] == "sweep" and len(args) == 3:
-        return "sweep_point@{0}-{1}-{2}".format(*args)
-    return f"{record['entry']}@{'-'.join(args)}" if args else record["entry"]  # e.g. evaluate@synthetic-bce, compare
+            return f"finetune_baseline@{dataset}-{method}-{seed}"
+        return f"{stage}@{dataset}-{method}-{seed}"
+    if record["entry"] == "sweep" and len(args) == 4:
+        return "sweep_point@{0}-{1}-{2}-{3}".format(*args)
+    return f"{record['entry']}@{'-'.join(args)}" if args else record["entry"]  # e.g. evaluate@synthetic-bce-0, compare
 
 
 def project_copy(dest: Path, tiny: bool, threads: int | None = None, pretrain_threads: int | None = None) -> Path:

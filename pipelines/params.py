@@ -19,7 +19,7 @@ import yaml
 
 from retdm.config import TrainConfig, load_config
 from retdm.errors import ConfigError, RetdmError
-from retdm.layout import COMPARISON_MD, RESULTS, Layout  # noqa: F401  (stages import them from here)
+from retdm.layout import COMPARISON_MD, METRICS_JSON, RESULTS, Layout  # noqa: F401  (stages import them from here)
 from retdm.methods import FEATURE_STAGES, METHODS
 
 PARAMS_FILE = Path("params.yaml")
@@ -34,12 +34,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
     params = yaml.safe_load(path.read_text()) or {}
-    needed = ("profile", "seed", "distributed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS,
+    needed = ("profile", "seeds", "distributed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS,
               "evaluate", "sweep")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
     check_distributed(params.get("distributed"), path)
+    check_seeds(params["seeds"], path)
     check_method_groups(params, path)
     swept = (params["sweep"] or {}).get("datasets") or []
     unknown = [d for d in swept if d not in (params["datasets"] or {})]
@@ -68,6 +69,23 @@ def check_distributed(spec: Any, path: Path) -> None:
         if type(value) is not kind or (kind is int and value < 1) or (kind is str and ":" not in value):
             raise ConfigError(f"{path}: distributed.{key} is {value!r}; expected "
                               + ("an integer >= 1" if kind is int else "host:port of the rendezvous (node 0)"))
+
+
+def check_seeds(seeds: Any, path: Path) -> None:
+    """``seeds`` is a non-empty list of distinct integers ≥ 0 (a DVC ``matrix`` axis of every stage
+    that trains or evaluates)."""
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or any(type(s) is not int or s < 0 for s in seeds)):
+        raise ConfigError(f"{path}: seeds is {seeds!r}; expected a list of distinct integers >= 0, "
+                          f"e.g. [0] (one run) or [0, 1, 2] (mean ± std over three)")
+
+
+def seed_arg(seed: str | int) -> int:
+    """A stage's SEED argument (from the ``dvc.yaml`` matrix) as an integer."""
+    try:
+        return int(seed)
+    except ValueError:
+        raise ConfigError(f"seed {seed!r}: expected an integer, one of params.yaml `seeds`") from None
 
 
 def torchrun_command(params: dict[str, Any], args: list[str], run_id: str) -> list[str] | None:
@@ -115,8 +133,10 @@ def dotted(tree: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train_config(params: dict[str, Any], method: str, dataset: str | None = None) -> TrainConfig:
-    """The profile ← ``train`` ← ``datasets.<dataset>.train`` ← ``methods.<method>`` ← ``seed``.
+def train_config(params: dict[str, Any], method: str, dataset: str | None = None, seed: int | None = None
+                 ) -> TrainConfig:
+    """The profile ← ``train`` ← ``datasets.<dataset>.train`` ← ``methods.<method>`` ← ``seed``
+    (default: the first of ``seeds``).
 
     ``datasets.<dataset>.train`` may name its own ``profile`` (e.g. ``lite`` for real photographs
     beside the ``cpu`` default of ``synthetic``), which then replaces the top-level one.
@@ -132,14 +152,14 @@ def train_config(params: dict[str, Any], method: str, dataset: str | None = None
                           f"set them under `train` for every method")
     per_dataset = dotted(dataset_spec(params, dataset).get("train")) if dataset is not None else {}
     profile = per_dataset.pop("profile", params["profile"])
-    return load_config(profile, {**dotted(params["train"]), **per_dataset, **own, "seed": params["seed"]})
+    return load_config(profile, {**dotted(params["train"]), **per_dataset, **own,
+                                  "seed": params["seeds"][0] if seed is None else seed})
 
 
 
-
-def sweep_config(params: dict[str, Any], dataset: str) -> TrainConfig:
+def sweep_config(params: dict[str, Any], dataset: str, seed: int | None = None) -> TrainConfig:
     """RETDM's config for ``dataset`` with ``sweep.train`` on top (before each sweep point's α and β)."""
-    base = train_config(params, "retdm", dataset)
+    base = train_config(params, "retdm", dataset, seed)
     return load_config(base.profile, {**dotted(base.to_dict()), **dotted((params.get("sweep") or {}).get("train"))})
 
 

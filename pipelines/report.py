@@ -12,7 +12,7 @@ def main() -> None:
     """python -m pipelines.report: the report of every dataset × method in params.yaml."""
     params = load_params()
     path = build_report(".", datasets=list(params["datasets"]), methods=list(params["methods"]),
-                        threshold=params["evaluate"]["threshold"])
+                        threshold=params["evaluate"]["threshold"], seed=params["seeds"][0])
     print(f"report: {path} (and reports/index.md)")
 
 

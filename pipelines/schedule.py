@@ -35,7 +35,7 @@ def select(graph: dict[str, list[str]], params: dict[str, Any], datasets: list[s
         if unknown:
             raise ConfigError(f"unknown {kind}(s) {unknown}; params.yaml has: {', '.join(known)}")
     datasets, methods = datasets or list(params["datasets"]), methods or list(params["methods"])
-    wanted = {f"evaluate@{d}-{m}" for d in datasets for m in methods}
+    wanted = {f"evaluate@{d}-{m}-{s}" for d in datasets for m in methods for s in params["seeds"]}
     if set(datasets) == set(params["datasets"]) and set(methods) == set(params["methods"]):
         wanted |= {"compare", "report"}
     missing = sorted(wanted - set(graph))
@@ -63,7 +63,7 @@ def stage_command(command: str) -> tuple[str, list[str]]:
 def trains_network(command: str) -> bool:
     """Whether a stage trains a network (pretrain, embed, finetune, a sweep point): the long ones."""
     entry, args = stage_command(command)
-    return (entry == "train" and args[2] != "fit") or (entry == "sweep" and len(args) == 3)
+    return (entry == "train" and args[2] != "fit") or (entry == "sweep" and len(args) == 4)
 
 
 def threads_of_stage(params: dict[str, Any], command: str, cores: int) -> int:
@@ -71,12 +71,12 @@ def threads_of_stage(params: dict[str, Any], command: str, cores: int) -> int:
     ``cores``), times ``distributed.nproc_per_node`` for a network under torchrun; the other
     stages cap theirs at ``train.threads`` (``pipelines.params.stage_threads``)."""
     entry, args = stage_command(command)
-    if entry == "train":  # DATASET METHOD STAGE
-        dataset, method, stage = args
+    if entry == "train":  # DATASET METHOD STAGE SEED
+        dataset, method, stage, seed = args
         processes = (params.get("distributed") or {}).get("nproc_per_node", 1) if trains_network(command) else 1
-        return (train_config(params, method, dataset).threads or cores) * processes
-    if entry == "sweep" and len(args) == 3:  # DATASET ALPHA BETA: one grid point
-        return sweep_config(params, args[0]).threads or cores
+        return (train_config(params, method, dataset, int(seed)).threads or cores) * processes
+    if entry == "sweep" and len(args) == 4:  # DATASET SEED ALPHA BETA: one grid point
+        return sweep_config(params, args[0], int(args[1])).threads or cores
     return (params.get("train") or {}).get("threads") or cores
 
 

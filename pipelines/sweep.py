@@ -1,10 +1,12 @@
-"""Stages ``sweep_point@<dataset>-<alpha>-<beta>`` and ``sweep@<dataset>``: RETDM at every α × β of
-``params.yaml`` ``sweep`` (the paper's Fig. 5), each point continuing the shared pretrain model.
+"""Stages ``sweep_point@<dataset>-<seed>-<alpha>-<beta>`` and ``sweep@<dataset>-<seed>``: RETDM at
+every α × β of ``params.yaml`` ``sweep`` (the paper's Fig. 5), each point continuing the shared
+pretrain model of its seed.
 
-- ``python -m pipelines.sweep DATASET ALPHA BETA``: one point, trained and evaluated on the test
-  split → ``runs/<dataset>/sweep/alpha<ALPHA>_beta<BETA>/`` (its metrics row in ``metrics.parquet``).
-  One stage per point, so a flow with several workers trains the points side by side.
-- ``python -m pipelines.sweep DATASET``: the grid → ``results/evaluations/<dataset>/sweep.parquet``.
+- ``python -m pipelines.sweep DATASET SEED ALPHA BETA``: one point, trained and evaluated on the
+  test split → ``runs/<dataset>/seed<SEED>/sweep/alpha<ALPHA>_beta<BETA>/`` (its metrics row in
+  ``metrics.parquet``). One stage per point, so a flow with several workers trains them side by side.
+- ``python -m pipelines.sweep DATASET SEED``: the grid →
+  ``results/evaluations/<dataset>/seed<SEED>/sweep.parquet``.
 
 Each point trains with the method's config (profile ← ``train`` ← ``datasets.<ds>.train`` ←
 ``methods.retdm``) and then ``sweep.train`` (e.g. fewer epochs, so the grid stays cheap).
@@ -17,7 +19,7 @@ from typing import Any
 import yaml
 
 from pipelines.cache import image_cache
-from pipelines.params import Layout, load_params, stage_main, stage_threads, sweep_config
+from pipelines.params import Layout, load_params, seed_arg, stage_main, stage_threads, sweep_config
 from retdm.errors import ConfigError
 from retdm.methods import stage_dir
 from retdm.sweep import gather_grid, sweep_point
@@ -34,10 +36,10 @@ def grid(params: dict[str, Any]) -> tuple[list[float], list[float]]:
     return spec["alpha"], spec["beta"]
 
 
-def main(dataset: str, alpha: str | None = None, beta: str | None = None) -> None:
-    """python -m pipelines.sweep DATASET [ALPHA BETA]: with ALPHA and BETA, RETDM trained and
+def main(dataset: str, seed: str, alpha: str | None = None, beta: str | None = None) -> None:
+    """python -m pipelines.sweep DATASET SEED [ALPHA BETA]: with ALPHA and BETA, RETDM trained and
     evaluated at that point of the params.yaml sweep grid; without, the grid's table of all points."""
-    params, layout = load_params(), Layout(dataset)
+    params, layout = load_params(), Layout(dataset, seed=seed_arg(seed))
     alphas, betas = grid(params)
     if alpha is None and beta is None:
         gather_grid(layout.sweep_runs, alphas, betas, layout.sweep_results)
@@ -50,7 +52,7 @@ def main(dataset: str, alpha: str | None = None, beta: str | None = None) -> Non
         if point[key] not in values:
             raise ConfigError(f"{key} {text} is not in params.yaml sweep.{key} {values}; add it there, the sweep "
                               f"trains only the grid's points")
-    cfg = sweep_config(params, dataset)
+    cfg = sweep_config(params, dataset, layout.seed)
     with stage_threads(cfg.threads):
         sweep_point(layout.table, stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.sweep_runs, cfg,
                     point["alpha"], point["beta"], image_cache=image_cache(params, dataset),

@@ -12,6 +12,7 @@ the harmonic mean of its own printed P and R is flagged (:func:`f1_consistent`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -38,7 +39,7 @@ LONG_COLUMNS = ["dataset", "method", "seed", "metric", "value", "lower_is_better
 # CNN-Softmax and CNN-WARP (coco, cited from the CNN-RNN paper) have no method of ours.
 PAPER_METHODS = {"bce": "BCE", "retdm": "RETDM", "retdm_oneway": "RETDM (one-way)", "center_loss": "CL",
                  "c2ae": "C2AE", "lmmo_knn": "LMMO-kNN", "mlspl": "MLSPL"}
-NO_PAPER_ROW = ("asl", "mlknn")  # registered methods the paper does not report
+NO_PAPER_ROW = ("bce_ft", "asl", "mlknn")  # registered methods the paper does not report
 # Our metric key → the paper's name. mAP is not in the paper.
 PAPER_METRICS = {"CP": "C-P", "CR": "C-R", "CF1": "C-F1", "OP": "O-P", "OR": "O-R", "OF1": "O-F1",
                  "hamming_loss": "hamming_loss", "ranking_loss": "ranking_loss", "one_error": "one_error",
@@ -268,12 +269,30 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Our rows of a comparison table as ``{dataset: {method: {metric: mean, metric_std: std,
+    seeds: n}}}``, the shape ``dvc metrics show`` and ``dvc exp show`` read (std ``None`` for one
+    seed: JSON has no NaN)."""
+    def number(value: Any) -> float | None:
+        return None if pd.isna(value) else round(float(value), 6)
+
+    ours = table[table.get("source", pd.Series("ours", index=table.index)) == "ours"]
+    out: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for row in ours.itertuples(index=False):
+        row = row._asdict()
+        values = {m: number(row[m]) for m in TABLE_METRICS}
+        values.update({f"{m}_std": number(row[f"{m}_std"]) for m in TABLE_METRICS})
+        out.setdefault(row["dataset"], {})[row["method"]] = {**values, "seeds": int(row["seeds"])}
+    return out
+
+
 def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLike,
             comparison_out: str | os.PathLike, markdown_out: str | os.PathLike, *,
+            json_out: str | os.PathLike | None = None,
             method_order: list[str] | None = None, extra: dict[str, Any] | None = None) -> pd.DataFrame:
     """Gather the per-method metrics into ``metrics_out`` (long form, ours only),
-    ``comparison_out`` (wide, with the paper's rows beside ours: see :func:`with_paper`) and
-    ``markdown_out``. Both Parquet files record, per input file, its sha256 and its own
+    ``comparison_out`` (wide, with the paper's rows beside ours: see :func:`with_paper`),
+    ``markdown_out`` and, when given, ``json_out`` (:func:`metrics_summary`, DVC's metrics file). Both Parquet files record, per input file, its sha256 and its own
     provenance (checkpoint, data, config), plus the reference file's sha256, the code revision
     and ``extra``.
 
@@ -290,4 +309,7 @@ def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLi
     write_parquet(table, comparison_out, info)
     text = comparison_markdown(table)
     atomic_write(Path(markdown_out), lambda tmp: Path(tmp).write_text(text))
+    if json_out is not None:
+        summary = json.dumps(metrics_summary(table), indent=2, sort_keys=False) + "\n"
+        atomic_write(Path(json_out), lambda tmp: Path(tmp).write_text(summary))
     return table

@@ -1,24 +1,27 @@
 """Where the pipeline's artifacts live, relative to the repository root: the layout of ``dvc.yaml``,
 used by the stage entry points (``pipelines/``) and by ``retdm report``.
 
-Per dataset ``<ds>``::
+Per dataset ``<ds>`` and training seed ``<s>`` (``seeds`` in params.yaml: model initialisation,
+validation part and data order; the 80/20 split has its own seed and is shared by every seed)::
 
     data/<ds>/raw/                         download: images/ + labels.parquet
     data/<ds>/download/                    download: fetched and extracted archives (not a DVC output)
     data/<ds>/split.parquet                split: the table with its 80/20 split
     data/<ds>/cache/                       cache: images decoded and resized once (data.image_cache)
     reports/validation/<ds>.{json,html}    validate: Great Expectations report
-    runs/<ds>/bce/pretrain/                pretrain (the BCE baseline)
-    runs/<ds>/<method>/{embed,finetune}/   embed, finetune (RETDM variants)
-    runs/<ds>/<method>/finetune/           finetune_baseline (deep baselines)
-    runs/<ds>/bce/features/                features (the pretrain backbone's embeddings)
-    runs/<ds>/<method>/fit/                fit (feature methods)
-    results/evaluations/<ds>/<method>/     evaluate: metrics.parquet, predictions.parquet, thresholds.json
-                                           (tuned on the validation part), metrics_tuned.parquet
-    runs/<ds>/sweep/alpha<a>_beta<b>/      sweep_point: RETDM at one alpha x beta (metrics.parquet: its row)
-    results/evaluations/<ds>/sweep.parquet sweep: the grid's points in one table
+    runs/<ds>/seed<s>/bce/pretrain/               pretrain (the BCE baseline)
+    runs/<ds>/seed<s>/<method>/{embed,finetune}/  embed, finetune (RETDM variants)
+    runs/<ds>/seed<s>/<method>/finetune/          finetune_baseline (deep baselines, the bce_ft control)
+    runs/<ds>/seed<s>/bce/features/               features (the pretrain backbone's embeddings)
+    runs/<ds>/seed<s>/<method>/fit/               fit (feature methods)
+    results/evaluations/<ds>/seed<s>/<method>/    evaluate: metrics.parquet, predictions.parquet,
+                                                  thresholds.json (tuned on the validation part),
+                                                  metrics_tuned.parquet
+    runs/<ds>/seed<s>/sweep/alpha<a>_beta<b>/     sweep_point: RETDM at one alpha x beta (metrics.parquet: its row)
+    results/evaluations/<ds>/seed<s>/sweep.parquet  sweep: the grid's points in one table
     reports/index.html, reports/index.md, reports/figures/                          report
-    results/metrics.parquet, results/comparison.parquet, reports/comparison.md   compare
+    results/metrics.parquet, results/comparison.parquet, results/metrics.json,
+    reports/comparison.md                                                            compare
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from retdm.methods import FEATURES_FILE, stage_dir
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one dataset's artifacts live (relative to the repository root)."""
+    """Where one dataset's artifacts live (relative to the repository root); the trained runs and
+    their evaluations are those of training seed ``seed``."""
 
     dataset: str
     root: Path = Path(".")
+    seed: int = 0
 
     @property
     def raw(self) -> Path:
@@ -61,7 +66,7 @@ class Layout:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs" / self.dataset
+        return self.root / "runs" / self.dataset / f"seed{self.seed}"
 
     @property
     def features(self) -> Path:
@@ -73,11 +78,16 @@ class Layout:
 
     @property
     def sweep_results(self) -> Path:
-        return self.root / "results" / "evaluations" / self.dataset / "sweep.parquet"
+        return self.evaluations / "sweep.parquet"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / "results" / "evaluations" / self.dataset / f"seed{self.seed}"
 
     def evaluation(self, method: str) -> Path:
-        return self.root / "results" / "evaluations" / self.dataset / method
+        return self.evaluations / method
 
 
 RESULTS = Path("results")
 COMPARISON_MD = Path("reports") / "comparison.md"
+METRICS_JSON = RESULTS / "metrics.json"  # dvc.yaml `metrics:`: {dataset: {method: {metric: mean, metric_std: std}}}

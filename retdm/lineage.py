@@ -19,7 +19,7 @@ import yaml
 from retdm.errors import DataError
 from retdm.provenance import read_provenance
 
-FIELDS = ("dataset", "method", "source", "source_hash", "split_table", "split_hash", "validation_report",
+FIELDS = ("dataset", "method", "seed", "source", "source_hash", "split_table", "split_hash", "validation_report",
           "validation_hash", "checkpoint", "checkpoint_sha256", "params", "code_revision", "trained_code_revision")
 
 
@@ -50,7 +50,7 @@ def _params(lock: dict[str, Any], stage: str) -> dict[str, Any]:
 
 
 def lineage(result: str | os.PathLike, lock_path: str | os.PathLike = "dvc.lock") -> pd.DataFrame:
-    """One row per (dataset, method) of a results Parquet (comparison, metrics or one evaluation).
+    """One row per (dataset, method, training seed) of a results Parquet (comparison, metrics or one evaluation).
 
     Raises:
         DataError: the file is missing or carries no provenance.
@@ -68,16 +68,17 @@ def lineage(result: str | os.PathLike, lock_path: str | os.PathLike = "dvc.lock"
     for rec in records:
         dataset = _dataset_of(rec) or rec.get("dataset")
         method = rec.get("method")
+        seed = (rec.get("config") or {}).get("seed")
         raw = f"download@{dataset}"
         split_table, split_hash = _out(lock, f"split@{dataset}", "split.parquet")
         report, report_hash = _out(lock, f"validate@{dataset}", ".json")
         source_path, source_hash = _out(lock, raw)
-        stage_params = {**_params(lock, raw), **_params(lock, f"pretrain@{dataset}")}
+        stage_params = {**_params(lock, raw), **_params(lock, f"pretrain@{dataset}-{seed}")}
         for stage in lock:  # the method's own stages: embed, finetune, finetune_baseline, fit, evaluate
-            if stage.endswith(f"@{dataset}-{method}"):
+            if stage.endswith(f"@{dataset}-{method}-{seed}"):
                 stage_params.update(_params(lock, stage))
         rows.append({
-            "dataset": dataset, "method": method,
+            "dataset": dataset, "method": method, "seed": seed,
             "source": json.dumps(_params(lock, raw).get(f"datasets.{dataset}")) if raw in lock else rec.get("data_path"),
             "source_hash": source_hash,
             "split_table": split_table or rec.get("data_path"), "split_hash": split_hash or rec.get("data_sha256"),
@@ -103,7 +104,7 @@ def format_lineage(frame: pd.DataFrame) -> str:
     """Human-readable: one block per row, one ``field: value`` line per field."""
     blocks = []
     for row in frame.to_dict("records"):
-        head = f"{row['dataset']} / {row['method']}"
-        lines = [head, "-" * len(head)] + [f"  {k:<22} {row[k]}" for k in FIELDS[2:]]
+        head = f"{row['dataset']} / {row['method']} / seed {row['seed']}"
+        lines = [head, "-" * len(head)] + [f"  {k:<22} {row[k]}" for k in FIELDS[3:]]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

@@ -69,6 +69,13 @@ _register(Method("retdm", ("pretrain", "embed", "finetune"), "paper §III"),
           "the full method: pretrain, embed, finetune with Lcls + α(J1 + λJ2) + βJrec (paper §III)")
 _register(Method("retdm_oneway", ("pretrain", "embed", "finetune"), "paper Table V", {"two_way": False}),
           "RETDM with way 1 only, J = J1 (paper Table V)")
+# The equal-epochs control: RETDM's gain must come from its loss, not from the extra low-lr epochs
+# its classifier gets after the pretrain. RETDM's Φcnn and Φcls train in its finetune stage only
+# (its embed stage freezes them and trains Φdnn, Φrec alone, which Lcls does not reach), so the
+# control continues the BCE model through that finetune stage, the same epochs, lr schedule and
+# best-epoch selection, with Lcls alone (α = β = 0).
+_register(Method("bce_ft", ("pretrain", "finetune"), "equal-epochs control", {"alpha": 0.0, "beta": 0.0}),
+          "the BCE model continued for RETDM's finetune epochs and schedule with Lcls alone (the control)")
 # The deep baselines continue the BCE model for the finetune epochs RETDM gets, each with its own
 # loss in place of RETDM's terms: the same backbone, data, epochs and selection for every row.
 _register(Method("asl", ("pretrain", "finetune"), "Ridnik et al., ICCV 2021",

@@ -2,8 +2,9 @@
 (self-contained: figures inline) and the same content as ``reports/index.md``.
 
 Per dataset: the comparison table (ours, the paper's row and the difference; best value of ours
-in bold; ⚠ where F1 is not the harmonic mean of P and R), RETDM against BCE with the spread over
-seeds, convergence curves (the paper's Fig. 6), the α × β sensitivity (Fig. 5), the shared
+in bold; ⚠ where F1 is not the harmonic mean of P and R), the verdict of RETDM against the
+equal-epochs control ``bce_ft`` and against BCE over paired seeds (``retdm.verdict``), convergence
+curves (the paper's Fig. 6), the α × β sensitivity (Fig. 5), the shared
 embedding space (Fig. 1), example predictions (Fig. 4), per-class AP and, where tuned, the
 effect of per-class thresholds. Then the lineage of every row (what ``retdm lineage`` prints).
 Every number comes from the files the pipeline wrote; nothing is recomputed except per-class AP
@@ -28,6 +29,7 @@ from retdm.report.collect import class_ap, epoch_logs, example_predictions, shar
 from retdm.report.page import Figure, Section, Table, Text, render_html, render_markdown
 from retdm.revision import code_revision
 from retdm.train.run import final_checkpoint
+from retdm.verdict import verdict_sentence, verdicts
 
 TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",
                  "average_precision", "mAP")
@@ -59,35 +61,37 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return frame.rename(columns={m: METRIC_LABELS.get(m, m) for m in TABLE_METRICS})
 
 
-def retdm_vs_bce(table: pd.DataFrame, dataset: str) -> str:
-    """Whether RETDM's difference from BCE (AP and mAP) is larger than the spread over seeds."""
-    ours = table[(table["dataset"] == dataset) & (table["source"] == "ours")].set_index("method")
-    if not {"bce", "retdm"} <= set(ours.index):
-        return "RETDM and BCE did not both run on this dataset."
-    lines = []
-    for metric in ("average_precision", "mAP"):
-        diff = ours.loc["retdm", metric] - ours.loc["bce", metric]
-        seeds = int(min(ours.loc["retdm", "seeds"], ours.loc["bce", "seeds"]))
-        if seeds < 2:
-            verdict = "one seed, so the spread between seeds is not measured here (bench/bench_methods.py measures it)"
-        else:
-            spread = float(max(ours.loc["retdm", f"{metric}_std"], ours.loc["bce", f"{metric}_std"]))
-            verdict = (f"{'larger' if abs(diff) > spread else 'not larger'} than the spread over {seeds} seeds "
-                       f"(largest std {spread:.4f})")
-        lines.append(f"RETDM − BCE on {METRIC_LABELS.get(metric, metric)}: {diff:+.4f}; {verdict}.")
-    return " ".join(lines)
+def verdict_rows(gains: pd.DataFrame) -> pd.DataFrame:
+    """``retdm.verdict.verdicts`` for display: one row per method, control and metric."""
+    frame = pd.DataFrame({
+        "method": gains["method"], "control": gains["control"],
+        "metric": [METRIC_LABELS.get(m, m) for m in gains["metric"]],
+        "per-seed gain": [" ".join(f"{g:+.4f}" for g in row) for row in gains["gains"]],
+        "mean gain": gains["mean"].astype(float).round(DECIMALS), "std": gains["std"].astype(float).round(DECIMALS),
+        "seeds gained": [f"{w}/{n}" for w, n in zip(gains["wins"], gains["seeds"])],
+        "sign p": gains["p_sign"].astype(float).round(3), "t p": gains["p_t"].astype(float).round(3),
+        "clear": ["yes" if c else "no" for c in gains["clear"]]})
+    return frame
 
 
-def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list[str], threshold: float) -> Section:
-    """Everything the report shows about one dataset."""
-    layout = Layout(dataset, root)
+def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list[str], threshold: float,
+                    long: pd.DataFrame | None = None, seed: int = 0) -> Section:
+    """Everything the report shows about one dataset; the figures of one run are those of ``seed``."""
+    layout = Layout(dataset, root, seed)
     best = {METRIC_LABELS.get(m, m): "min" if m in LOWER_IS_BETTER else "max" for m in TABLE_METRICS}
     blocks: list = [
         Text(f"Test split, prediction at score ≥ {threshold}; ↓ lower is better. Bold: our best per column. "
              "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding)."),
         Table(comparison_rows(table, dataset), highlight=best),
-        Text(retdm_vs_bce(table, dataset) + " Where every row came from: [Lineage](#lineage)."),
     ]
+    gains = verdicts(long, dataset) if long is not None else pd.DataFrame()
+    if len(gains):
+        blocks += [Text("Gains, seed by seed (> 0 is better, also for the ↓ metrics): each method against its "
+                        "control trained from the same pretrain, seed for seed. The equal-epochs control `bce_ft` "
+                        "continues BCE for exactly RETDM's finetune epochs and schedule with Lcls alone. "
+                        + verdict_sentence(gains, METRIC_LABELS)),
+                   Table(verdict_rows(gains))]
+    blocks.append(Text(f"Figures below: training seed {seed}. Where every row came from: [Lineage](#lineage)."))
     trained = [m for m in methods if (layout.evaluation(m) / "predictions.parquet").is_file()]
     epochs = epoch_logs(layout, trained)
     if len(epochs):
@@ -129,6 +133,22 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
     return Section(dataset, blocks)
 
 
+def write_plot_data(layout: Layout, methods: list[str], out_dir: Path) -> None:
+    """The data series of ``dvc plots show`` (dvc.yaml ``plots:``) for one dataset and seed:
+    ``epochs/<dataset>-<method>.csv`` (step: the epoch counted across the method's stages; stage,
+    epoch, train_loss, val_loss, val_mAP) and ``sweep/<dataset>.csv`` (the α × β grid)."""
+    logs = epoch_logs(layout, methods)
+    for method, log in logs.groupby("method", sort=False):
+        path = out_dir / "epochs" / f"{layout.dataset}-{method}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.drop(columns="method").assign(step=range(1, len(log) + 1)).to_csv(path, index=False)
+    if layout.sweep_results.is_file():
+        path = out_dir / "sweep" / f"{layout.dataset}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = pd.read_parquet(layout.sweep_results)
+        grid[[c for c in ("alpha", "beta", "CF1", "OF1", "average_precision", "mAP") if c in grid]].to_csv(path, index=False)
+
+
 def threshold_effect(layout: Layout, methods: list[str]) -> pd.DataFrame:
     """method, setting (``0.5`` / ``tuned``), CF1, OF1 for the methods whose evaluation tuned thresholds."""
     rows = []
@@ -159,7 +179,8 @@ def _cache(layout: Layout) -> Path | None:
 
 
 def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | None = None, *,
-                 datasets: list[str] | None = None, methods: list[str] | None = None, threshold: float = 0.5) -> Path:
+                 datasets: list[str] | None = None, methods: list[str] | None = None, threshold: float = 0.5,
+                 seed: int | None = None) -> Path:
     """Write ``index.html``, ``index.md`` and ``figures/`` into ``out_dir`` (default ``<root>/reports``).
 
     Args:
@@ -168,6 +189,7 @@ def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | Non
         datasets: which datasets (default: those in ``results/comparison.parquet``).
         methods: which methods, in table order (default: those in it).
         threshold: the evaluation threshold (for captions and example predictions).
+        seed: the training seed whose runs the figures show (default: the first in the metrics).
 
     Returns:
         The HTML file.
@@ -178,7 +200,12 @@ def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | Non
     ours = table[table["source"] == "ours"]
     datasets = datasets or list(dict.fromkeys(ours["dataset"]))
     methods = methods or list(dict.fromkeys(ours["method"]))
-    sections = [dataset_section(root, d, table, methods, threshold) for d in datasets] + [lineage_section(root)]
+    long_path = root / "results" / "metrics.parquet"
+    long = pd.read_parquet(long_path) if long_path.is_file() else None
+    if seed is None:
+        seed = int(long["seed"].min()) if long is not None and len(long) else 0
+    sections = [dataset_section(root, d, table, methods, threshold, long, seed) for d in datasets] \
+        + [lineage_section(root)]
     # No clock time: the same results give the same bytes (dvc.lock records the page's hash).
     generated = f"retdm {__version__}, code revision {code_revision()}"
     title = "RETDM reproduction report"
@@ -188,8 +215,11 @@ def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | Non
         (tmp / "index.html").write_text(render_html(title, sections, generated=generated))
         (tmp / "index.md").write_text(render_markdown(title, sections, figures_dir=tmp / "figures",
                                                       link_prefix="figures/"))
-        shutil.rmtree(out_dir / "figures", ignore_errors=True)
-        for name in ("index.html", "index.md", "figures"):
+        for dataset in datasets:
+            write_plot_data(Layout(dataset, root, seed), methods, tmp / "plots")
+        for name in ("figures", "plots"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        for name in ("index.html", "index.md", "figures", "plots"):
             if (tmp / name).exists():
                 os.replace(tmp / name, out_dir / name)
     return out_dir / "index.html"

@@ -322,7 +322,7 @@ def test_the_scripts_are_posix_sh_that_parse():
     ("remote.sh", [], {}),
     ("remote.sh", ["s3"], {}),
     ("remote.sh", ["ftp", "x"], {}),
-    ("torchrun.sh", ["synthetic", "retdm"], {}),
+    ("torchrun.sh", ["synthetic", "retdm", "finetune"], {}),
     ("deploy.sh", [], {"PREFECT_API_URL": ""}),
 ])
 def test_a_wrong_call_prints_the_usage_and_exits_2(script, args, env):
@@ -346,23 +346,23 @@ def test_torchrun_sh_launches_the_stage_with_a_c10d_rendezvous():
     # The defaults meet the torchrun that `dvc repro` starts on node 0 (pipelines/train.py): the
     # rendezvous of params.yaml and the same job id.
     endpoint = yaml.safe_load((ROOT / "params.yaml").read_text())["distributed"]["rdzv_endpoint"]
-    assert command("synthetic", "retdm", "finetune") == [
+    assert command("synthetic", "retdm", "finetune", "1") == [
         "torchrun", "--nnodes", "1", "--nproc-per-node", "gpu", "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", endpoint, "--rdzv-id", "retdm-synthetic-retdm-finetune",
-        "--max-restarts", "0", "-m", "pipelines.train", "synthetic", "retdm", "finetune"]
-    assert 'f"retdm-{dataset}-{method}-{stage}"' in (ROOT / "pipelines" / "train.py").read_text()
-    multi = command("coco", "bce", "pretrain", NNODES="2", NPROC_PER_NODE="8", RDZV_ENDPOINT="node0:29400",
+        "--rdzv-endpoint", endpoint, "--rdzv-id", "retdm-synthetic-retdm-finetune-1",
+        "--max-restarts", "0", "-m", "pipelines.train", "synthetic", "retdm", "finetune", "1"]
+    assert 'f"retdm-{dataset}-{method}-{stage}-{seed}"' in (ROOT / "pipelines" / "train.py").read_text()
+    multi = command("coco", "bce", "pretrain", "0", NNODES="2", NPROC_PER_NODE="8", RDZV_ENDPOINT="node0:29400",
                     RDZV_ID="job7")
     assert multi[multi.index("--nnodes") + 1] == "2" and multi[multi.index("--nproc-per-node") + 1] == "8"
     assert multi[multi.index("--rdzv-endpoint") + 1] == "node0:29400"
     assert multi[multi.index("--rdzv-id") + 1] == "job7"
-    bad = subprocess.run(["sh", str(INFRA / "torchrun.sh"), "coco", "bce", "train"], capture_output=True,
+    bad = subprocess.run(["sh", str(INFRA / "torchrun.sh"), "coco", "bce", "train", "0"], capture_output=True,
                          text=True, check=False)
     assert bad.returncode == 2 and "pretrain, embed or finetune" in bad.stderr
-    # The module torchrun runs takes DATASET METHOD STAGE.
+    # The module torchrun runs takes DATASET METHOD STAGE SEED.
     tree = ast.parse((ROOT / "pipelines" / "train.py").read_text())
     (main,) = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main"]
-    assert [arg.arg for arg in main.args.args] == ["dataset", "method", "stage"]
+    assert [arg.arg for arg in main.args.args] == ["dataset", "method", "stage", "seed"]
 
 
 def test_remote_sh_writes_the_remote_and_no_secret(tmp_path):

@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
-# One method of each kind, so every kind of stage runs: embed → finetune, finetune_baseline,
-# features → fit (tests/test_methods.py trains every method).
-METHODS = ["bce", "retdm", "retdm_oneway", "asl", "mlknn"]
+# One method of each kind, so every kind of stage runs: embed → finetune, finetune_baseline (the
+# bce_ft control), features → fit (tests/test_methods.py trains every method); two seeds.
+METHODS = ["bce", "bce_ft", "retdm", "mlknn"]
+SEEDS = [0, 1]
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,8 @@ def origin(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / rel, repo / rel)
     set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
                         "validate.tolerance": 0.05, "train": TINY, "methods": {m: {} for m in METHODS},
-                        "deep_baselines": ["asl"], "feature_methods": ["mlknn"],
+                        "seeds": SEEDS, "retdm_variants": ["retdm"], "deep_baselines": ["bce_ft"],
+                        "feature_methods": ["mlknn"],
                         "sweep": {"datasets": ["synthetic"], "alpha": [0.01, 1.0], "beta": [1.0], "train": {}}})
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
@@ -79,25 +81,32 @@ def repro(origin, tmp_path_factory) -> Path:
 
 def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
     table = pd.read_parquet(repro / "results/comparison.parquet")
-    assert table["method"].tolist() == METHODS and set(table["dataset"]) == {"synthetic"}
-    assert table["mAP"].between(0, 1).all() and (table["seeds"] == 1).all()
+    ours = table[table["source"] == "ours"]
+    assert ours["method"].tolist() == METHODS and set(table["dataset"]) == {"synthetic"}
+    assert ours["mAP"].between(0, 1).all() and (ours["seeds"] == len(SEEDS)).all()
     long = pd.read_parquet(repro / "results/metrics.parquet")
     assert list(long.columns) == ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
-    assert len(long) == len(METHODS) * 13 and long.loc[long["metric"] == "coverage", "lower_is_better"].all()
-    for method in METHODS:  # the comparison is exactly the per-method evaluations
-        one = pd.read_parquet(repro / f"results/evaluations/synthetic/{method}/metrics.parquet").set_index("metric")
-        assert table.set_index("method").loc[method, "CF1"] == one.loc["CF1", "value"]
-        preds = pd.read_parquet(repro / f"results/evaluations/synthetic/{method}/predictions.parquet")
+    assert len(long) == len(METHODS) * len(SEEDS) * 13 and long.loc[long["metric"] == "coverage", "lower_is_better"].all()
+    assert sorted(set(long["seed"])) == SEEDS
+    summary = json.loads((repro / "results/metrics.json").read_text())  # DVC's metrics file
+    for method in METHODS:  # the comparison is exactly the mean and std of the per-seed evaluations
+        cf1 = [pd.read_parquet(repro / f"results/evaluations/synthetic/seed{s}/{method}/metrics.parquet")
+               .set_index("metric").loc["CF1", "value"] for s in SEEDS]
+        assert ours.set_index("method").loc[method, "CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-12)
+        assert summary["synthetic"][method]["CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-6)
+        assert summary["synthetic"][method]["CF1_std"] == pytest.approx(pd.Series(cf1).std(), abs=1e-6)
+        preds = pd.read_parquet(repro / f"results/evaluations/synthetic/seed1/{method}/predictions.parquet")
         assert len(preds) == 32 and preds.shape[1] == 11
     meta = json.loads(pq.read_schema(repro / "results/comparison.parquet").metadata[b"retdm"])
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
-    assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS)
+    assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS) * len(SEEDS)
     assert "## synthetic" in (repro / "reports/comparison.md").read_text()
-    grid = pd.read_parquet(repro / "results/evaluations/synthetic/sweep.parquet")  # one stage per point, gathered
-    assert list(grid[["alpha", "beta"]].itertuples(index=False, name=None)) == [(0.01, 1.0), (1.0, 1.0)]
-    for i, point in enumerate(("alpha0.01_beta1.0", "alpha1.0_beta1.0")):
-        pd.testing.assert_frame_equal(grid.iloc[[i]].reset_index(drop=True),
-                                      pd.read_parquet(repro / "runs/synthetic/sweep" / point / "metrics.parquet"))
+    for seed in SEEDS:  # one stage per point and seed, gathered per seed
+        grid = pd.read_parquet(repro / f"results/evaluations/synthetic/seed{seed}/sweep.parquet")
+        assert list(grid[["alpha", "beta"]].itertuples(index=False, name=None)) == [(0.01, 1.0), (1.0, 1.0)]
+        for i, point in enumerate(("alpha0.01_beta1.0", "alpha1.0_beta1.0")):
+            pd.testing.assert_frame_equal(grid.iloc[[i]].reset_index(drop=True), pd.read_parquet(
+                repro / f"runs/synthetic/seed{seed}/sweep" / point / "metrics.parquet"))
     report = json.loads((repro / "reports/validation/synthetic.json").read_text())
     assert report["success"] and (repro / "reports/validation/synthetic.html").is_file()
 
@@ -112,7 +121,7 @@ def test_lineage_traces_every_row_to_dvc_lock(repro):
     lock = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
     split_md5 = lock["split@synthetic"]["outs"][0]["md5"]
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
-    assert [r["method"] for r in rows] == METHODS
+    assert [(r["method"], r["seed"]) for r in rows] == [(m, s) for m in METHODS for s in SEEDS]
     for row in rows:
         assert row["split_hash"] == split_md5 and row["source_hash"] == lock["download@synthetic"]["outs"][0]["md5"]
         assert row["validation_report"] == "reports/validation/synthetic.json" and row["validation_hash"]
@@ -124,28 +133,36 @@ def test_lineage_traces_every_row_to_dvc_lock(repro):
     params = {row["method"]: json.loads(row["params"]) for row in rows}
     assert all(f"methods.{m}" in params[m] for m in METHODS)  # the params of each method's own stages
     text = sh(repro, "retdm", "lineage", "results/metrics.parquet").stdout
-    assert "synthetic / retdm_oneway" in text and split_md5 in text
+    assert "synthetic / bce_ft / seed 1" in text and split_md5 in text
 
 
 def test_changing_one_method_reruns_only_that_method_and_compare(repro):
-    set_params(repro, **{"methods.retdm_oneway": {"loss": {"alpha": 0.5}}})
+    set_params(repro, **{"methods.bce_ft": {"loss": {"alpha": 0.5}}})
     try:
         changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
     finally:
         sh(repro, "git", "checkout", "params.yaml")
-    assert changed == {"embed@synthetic-retdm_oneway", "finetune@synthetic-retdm_oneway", "compare", "report"}
+    assert changed == {f"finetune_baseline@synthetic-bce_ft-{s}" for s in SEEDS} | {"compare", "report"}
     set_params(repro, **{"methods.mlknn": {"estimator": {"k": 5}}})
     try:
         changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
     finally:
         sh(repro, "git", "checkout", "params.yaml")
-    assert changed == {"fit@synthetic-mlknn", "compare", "report"}
+    assert changed == {f"fit@synthetic-mlknn-{s}" for s in SEEDS} | {"compare", "report"}
     set_params(repro, **{"sweep.beta": [1.0, 0.5]})  # one stage per point: a new beta trains only its points
     try:
         changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
     finally:
         sh(repro, "git", "checkout", "params.yaml")
-    assert changed == {"sweep_point@synthetic-0.01-0.5", "sweep_point@synthetic-1.0-0.5", "sweep@synthetic"}
+    assert changed == {f"sweep_point@synthetic-{s}-{a}-0.5" for s in SEEDS for a in (0.01, 1.0)} \
+        | {f"sweep@synthetic-{s}" for s in SEEDS}
+    set_params(repro, seeds=[0, 1, 2])  # a new seed trains and evaluates only that seed
+    try:
+        changed = set(json.loads(sh(repro, "dvc", "status", "--json").stdout))
+    finally:
+        sh(repro, "git", "checkout", "params.yaml")
+    assert {"compare", "report"} < changed and not any(s.endswith(("-0", "-1")) for s in changed)
+    assert {f"evaluate@synthetic-{m}-2" for m in METHODS} < changed and "pretrain@synthetic-2" in changed
 
 
 def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
@@ -189,11 +206,11 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     finally:
         os.environ["PATH"] = path
     stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
-    assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 22 and all(r["ran"] for r in ran)
+    assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 32 and all(r["ran"] for r in ran)
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
-    assert [r["method"] for r in rows] == METHODS
+    assert [r["method"] for r in rows if r.get("source", "ours") == "ours"] == METHODS
     assert "## synthetic" in artifacts["retdm-comparison-report"].data
     assert "reports/index.html" in artifacts["retdm-report"].data
 
@@ -210,17 +227,17 @@ def test_only_failures_on_bad_input_are_not_retried():
 def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     from pipelines.schedule import parallel_stages
 
-    params = {"profile": "cpu", "seed": 0, "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}},
+    params = {"profile": "cpu", "seeds": [0], "train": {"threads": 4}, "methods": {"bce": {}, "retdm": {}},
               "distributed": {"nproc_per_node": 1}, "sweep": {"train": {}},
               "datasets": {d: {"source": "synthetic", "official_split": False, "train": {}} for d in ("a", "b")}}
     graph = {"pretrain@a": [], "embed@a-retdm": ["pretrain@a"], "finetune@a-retdm": ["embed@a-retdm"],
              "sweep_point@a-0.1-1.0": ["pretrain@a"], "evaluate@a-bce": ["pretrain@a"],
              "evaluate@a-retdm": ["finetune@a-retdm"]}
-    commands = {"pretrain@a": "python -m pipelines.train a bce pretrain",
-                "embed@a-retdm": "python -m pipelines.train a retdm embed",
-                "finetune@a-retdm": "python -m pipelines.train a retdm finetune",
-                "sweep_point@a-0.1-1.0": "python -m pipelines.sweep a 0.1 1.0",
-                "evaluate@a-bce": "python -m pipelines.evaluate a bce", "evaluate@a-retdm": "python -m pipelines.evaluate a retdm"}
+    commands = {"pretrain@a": "python -m pipelines.train a bce pretrain 0",
+                "embed@a-retdm": "python -m pipelines.train a retdm embed 0",
+                "finetune@a-retdm": "python -m pipelines.train a retdm finetune 0",
+                "sweep_point@a-0.1-1.0": "python -m pipelines.sweep a 0 0.1 1.0",
+                "evaluate@a-bce": "python -m pipelines.evaluate a bce 0", "evaluate@a-retdm": "python -m pipelines.evaluate a retdm 0"}
     assert parallel_stages(params, graph, commands, cores=16) == 4 and parallel_stages(params, graph, commands, 2) == 1
     params["methods"]["retdm"] = {"threads": 8}  # the hungriest stages that can overlap set the pace
     assert parallel_stages(params, graph, commands, cores=16) == 2
@@ -236,7 +253,7 @@ def test_stages_run_in_parallel_only_as_far_as_the_cores_allow():
     params.update(train={"threads": 1}, methods={"bce": {"threads": 0}, "retdm": {}})
     assert parallel_stages(params, graph, commands, cores=2) == 2
     graph["pretrain@b"] = []  # unless another dataset's pretrain can run beside it
-    commands["pretrain@b"] = "python -m pipelines.train b bce pretrain"
+    commands["pretrain@b"] = "python -m pipelines.train b bce pretrain 0"
     assert parallel_stages(params, graph, commands, cores=2) == 1
 
 
@@ -246,18 +263,18 @@ def test_stages_run_upstream_first_and_the_long_trainings_before_the_short_stage
     graph = {"split@a": [], "pretrain@a": ["split@a"], "features@a": ["pretrain@a"], "fit@a-mlknn": ["features@a"],
              "evaluate@a-bce": ["pretrain@a"], "embed@a-retdm": ["pretrain@a"], "finetune@a-retdm": ["embed@a-retdm"],
              "sweep_point@a-1-1": ["pretrain@a"], "sweep@a": ["sweep_point@a-1-1"], "notes": []}
-    commands = {"split@a": "python -m pipelines.split a", "pretrain@a": "python -m pipelines.train a bce pretrain",
-                "features@a": "python -m pipelines.features a", "fit@a-mlknn": "python -m pipelines.train a mlknn fit",
-                "evaluate@a-bce": "python -m pipelines.evaluate a bce",
-                "embed@a-retdm": "python -m pipelines.train a retdm embed",
-                "finetune@a-retdm": "python -m pipelines.train a retdm finetune",
-                "sweep_point@a-1-1": "python -m pipelines.sweep a 1 1", "sweep@a": "python -m pipelines.sweep a",
+    commands = {"split@a": "python -m pipelines.split a", "pretrain@a": "python -m pipelines.train a bce pretrain 0",
+                "features@a": "python -m pipelines.features a 0", "fit@a-mlknn": "python -m pipelines.train a mlknn fit 0",
+                "evaluate@a-bce": "python -m pipelines.evaluate a bce 0",
+                "embed@a-retdm": "python -m pipelines.train a retdm embed 0",
+                "finetune@a-retdm": "python -m pipelines.train a retdm finetune 0",
+                "sweep_point@a-1-1": "python -m pipelines.sweep a 0 1 1", "sweep@a": "python -m pipelines.sweep a 0",
                 "notes": "make notes"}  # not a pipelines entry point: neither a training nor known threads
     order = run_order(list(graph), graph, commands)
     assert order == ["split@a", "pretrain@a", "embed@a-retdm", "finetune@a-retdm", "sweep_point@a-1-1",
                      "features@a", "fit@a-mlknn", "evaluate@a-bce", "sweep@a", "notes"]
     assert all(order.index(d) < order.index(n) for n in graph for d in graph[n])
-    params = {"profile": "cpu", "seed": 0, "train": {"threads": 1}, "methods": {"bce": {}, "retdm": {}, "mlknn": {}},
+    params = {"profile": "cpu", "seeds": [0], "train": {"threads": 1}, "methods": {"bce": {}, "retdm": {}, "mlknn": {}},
               "sweep": {"train": {}}, "datasets": {"a": {"source": "synthetic", "official_split": False, "train": {}}}}
     assert parallel_stages(params, graph, commands, cores=4) == 4
 
@@ -294,7 +311,7 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
     make_scene(tmp_path / "miml", targets)
     repo = clone(origin, tmp_path / "repo")
     methods = ["bce", "retdm", "mlknn"]
-    set_params(repo, datasets={
+    set_params(repo, seeds=[0], datasets={
         "scene": {"source": "scene", "from": str(tmp_path / "miml"), "official_split": False,
                   "train": {"data": {"image_cache": True}}},
         "toy": {"source": "mulan", "options": write_mulan(tmp_path), "official_split": True,
@@ -315,8 +332,8 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
     assert (toy["split"] == "test").sum() == 50 and [c for c in toy.columns if c.startswith("feat_")][-1] == "feat_7"
     from retdm.train.checkpoint import load_checkpoint
 
-    assert load_checkpoint(repo / "runs/toy/bce/pretrain/best.pt")["config"]["model"]["backbone"] == "mlp"
-    scene = load_checkpoint(repo / "runs/scene/bce/pretrain/best.pt")
+    assert load_checkpoint(repo / "runs/toy/seed0/bce/pretrain/best.pt")["config"]["model"]["backbone"] == "mlp"
+    scene = load_checkpoint(repo / "runs/scene/seed0/bce/pretrain/best.pt")
     assert scene["transform"]["source_size"] == TINY["data"]["resize"]
     assert "| retdm (paper) |" in (repo / "reports/comparison.md").read_text()
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
@@ -343,7 +360,7 @@ def test_the_report_renders_in_a_browser_and_shows_the_comparisons_numbers(repro
     # On synthetic, every number of our rows is the comparison table's, to the 4 decimals shown.
     table = pd.read_parquet(repro / "results/comparison.parquet").set_index("method")
     shown = markdown_tables(md.read_text())[0]
-    ours = shown[shown["row"] == "ours"].set_index("method")
+    ours = shown[shown["row"] == f"ours, mean of {len(SEEDS)} seeds"].set_index("method")
     assert list(ours.index) == METHODS
     from retdm.compare import HEADERS
 
@@ -407,9 +424,9 @@ def test_dask_flow_on_two_workers_pushes_every_output_and_a_fresh_clone_restores
     assert json.loads(sh(repo, "dvc", "status", "--cloud", "-r", FLOW_REMOTE, "--json").stdout) == {}
     assert (store / "files/md5").is_dir()
 
-    assert [r["stage"] for r in restored][-1] == "evaluate@synthetic-bce"
+    assert [r["stage"] for r in restored][-1] == "evaluate@synthetic-bce-1"
     assert all(r["pulled"] and not r["ran"] for r in restored), restored
-    for out in ("results/evaluations/synthetic/bce/metrics.parquet", "runs/synthetic/bce/pretrain/best.pt"):
+    for out in ("results/evaluations/synthetic/seed1/bce/metrics.parquet", "runs/synthetic/seed1/bce/pretrain/best.pt"):
         assert (fresh / out).read_bytes() == (repro / out).read_bytes()
     assert yaml.safe_load((fresh / "dvc.lock").read_text()) == lock
 

@@ -4,7 +4,7 @@ whole report from a real pipeline run, in a browser: tests/pipelines/test_pipeli
 import numpy as np
 import pandas as pd
 
-from retdm.report.build import TABLE_METRICS, comparison_rows, retdm_vs_bce
+from retdm.report.build import TABLE_METRICS, comparison_rows, verdict_rows
 
 
 def comparison(seeds: int, std: float) -> pd.DataFrame:
@@ -26,10 +26,15 @@ def test_rows_put_the_paper_and_the_difference_under_ours():
     assert rows["AP"].iloc[5] == -0.03 and rows["C-F1"].iloc[1] == 0.004
 
 
-def test_retdm_against_bce_is_judged_against_the_spread_over_seeds():
-    assert "+0.0200; larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.004), "scene")
-    assert "not larger than the spread over 3 seeds" in retdm_vs_bce(comparison(3, 0.05), "scene")
-    assert "one seed, so the spread between seeds is not measured" in retdm_vs_bce(comparison(1, 0.0), "scene")
+def test_verdict_rows_show_each_seeds_gain_and_the_tests():
+    from retdm.verdict import paired_gains
+
+    long = pd.DataFrame([{"dataset": "scene", "method": m, "seed": s, "metric": "mAP", "value": v}
+                         for m, values in (("bce_ft", (0.80, 0.81, 0.79)), ("retdm", (0.82, 0.82, 0.80)))
+                         for s, v in enumerate(values)])
+    rows = verdict_rows(paired_gains(long, "scene", "retdm", "bce_ft", ("mAP",)))
+    assert rows.loc[0, "per-seed gain"] == "+0.0200 +0.0100 +0.0100" and rows.loc[0, "seeds gained"] == "3/3"
+    assert rows.loc[0, "mean gain"] == 0.0133 and rows.loc[0, "clear"] == "yes" and rows.loc[0, "sign p"] == 0.25
 
 
 def test_epoch_logs_follow_each_networks_stages_and_skip_feature_methods(tmp_path):

@@ -1,0 +1,108 @@
+"""Whether a method beats its control: per-seed differences, paired, with their spread and tests.
+
+Every training seed trains every method from its own pretrain, so seed s of a method and seed s
+of its control share their initialisation, validation part and data order: their difference is
+paired. Per metric the verdict reports the differences (oriented so that > 0 is a gain, also for
+the lower-is-better metrics), their mean and sample std, how many seeds gained, a two-sided sign
+test and a two-sided paired t test (both undefined for one seed). A gain is called *clear* only
+when every paired seed gained and the mean gain exceeds the std of the differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from retdm.metrics import LOWER_IS_BETTER
+
+# (method, control, what the control is): the first control of a method is the one its verdict
+# names; `bce_ft` trains exactly as long as RETDM's classifier path, `bce` stops at the pretrain.
+COMPARISONS = (
+    ("retdm", "bce_ft", "the equal-epochs control"),
+    ("retdm", "bce", "the BCE pretrain"),
+    ("retdm_oneway", "bce_ft", "the equal-epochs control"),
+    ("retdm_oneway", "bce", "the BCE pretrain"),
+    ("retdm", "retdm_oneway", "one-way RETDM (the paper's Table V)"),
+)
+VERDICT_METRICS = ("average_precision", "mAP", "CF1", "OF1", "one_error", "ranking_loss")
+COLUMNS = ["dataset", "method", "control", "metric", "seeds", "gains", "mean", "std", "wins", "p_sign", "p_t", "clear"]
+
+
+def paired_gains(long: pd.DataFrame, dataset: str, method: str, control: str,
+                 metrics: tuple[str, ...] = VERDICT_METRICS) -> pd.DataFrame:
+    """``method`` against ``control`` on ``dataset``, one row per metric, over the seeds both ran.
+
+    Args:
+        long: long-form metrics (``results/metrics.parquet``: dataset, method, seed, metric, value).
+
+    Returns:
+        ``COLUMNS``: ``gains`` is the tuple of per-seed gains (method − control, sign flipped for
+        lower-is-better metrics), ``mean``/``std`` their mean and sample std, ``wins`` how many
+        are > 0, ``p_sign``/``p_t`` the two-sided sign and paired t tests (NaN for one seed),
+        ``clear`` whether every seed gained and the mean exceeds the std. Empty when either
+        method did not run.
+    """
+    from scipy import stats
+
+    part = long[(long["dataset"] == dataset) & long["metric"].isin(metrics)]
+    wide = part.pivot_table(index=["metric", "seed"], columns="method", values="value")
+    if method not in wide.columns or control not in wide.columns:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = []
+    for metric in metrics:
+        if metric not in wide.index.get_level_values("metric"):
+            continue
+        pair = wide.loc[metric, [method, control]].dropna()  # (seeds, 2)
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+        gains = sign * (pair[method] - pair[control]).to_numpy()  # (S,)
+        n = len(gains)
+        wins = int((gains > 0).sum())
+        std = float(np.std(gains, ddof=1)) if n > 1 else math.nan
+        p_sign = float(stats.binomtest(wins, int((gains != 0).sum()), 0.5).pvalue) if n > 1 and (gains != 0).any() \
+            else math.nan
+        p_t = float(stats.ttest_1samp(gains, 0.0).pvalue) if n > 1 and std > 0 else math.nan
+        mean = float(gains.mean())
+        rows.append({"dataset": dataset, "method": method, "control": control, "metric": metric, "seeds": n,
+                     "gains": tuple(float(g) for g in gains), "mean": mean, "std": std, "wins": wins,
+                     "p_sign": p_sign, "p_t": p_t, "clear": bool(n > 1 and wins == n and mean > std)})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdicts(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """``paired_gains`` of every pair in ``COMPARISONS`` that ran on ``dataset``."""
+    frames = [paired_gains(long, dataset, m, c) for m, c, _ in COMPARISONS]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+
+
+def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -> str:
+    """One sentence per (method, control) of ``gains`` (from ``verdicts``), naming the control, e.g.
+    "retdm: gain over the equal-epochs control (bce_ft) on AP +0.0040 ± 0.0030 over 3 paired seeds
+    (3/3 gained; sign test p = 0.25, t test p = 0.14): not clear beyond the seed spread."."""
+    label = label or {}
+    what = {(m, c): w for m, c, w in COMPARISONS}
+    sentences = []
+    for (method, control), rows in gains.groupby(["method", "control"], sort=False):
+        n = int(rows["seeds"].max())
+        parts = []
+        for row in rows.itertuples():
+            name = label.get(row.metric, row.metric)
+            if n > 1:
+                parts.append(f"{name} {row.mean:+.4f} ± {row.std:.4f} ({row.wins}/{row.seeds} seeds gained; "
+                             f"sign p = {row.p_sign:.2f}, t p = {row.p_t:.2f})")
+            else:
+                parts.append(f"{name} {row.mean:+.4f}")
+        clear = [label.get(m, m) for m in rows.loc[rows["clear"], "metric"]]
+        if n < 2:
+            tail = "one seed, so no spread: no verdict (run several seeds: `make compare`)"
+        elif clear:
+            tail = f"clear beyond the seed spread on {', '.join(clear)} only" if len(clear) < len(rows) else \
+                "clear beyond the seed spread on every metric shown"
+        else:
+            tail = "not clear beyond the seed spread on any metric shown"
+        control_name = what.get((method, control), control)
+        sentences.append(f"{method} against {control_name} ({control}), gain over {n} paired seed"
+                         f"{'s' if n > 1 else ''}: {'; '.join(parts)}. Verdict: {tail}.")
+    return " ".join(sentences)
