@@ -371,6 +371,42 @@ def report(root: Path, out: Path | None, datasets: tuple[str, ...], threshold: f
 
 
 @main.command()
+@click.argument("name", required=False)
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="The repository the pipeline ran in.")
+@click.option("--exp", default=None, help="Publish DVC experiment EXP (see `dvc exp list`) instead of the workspace.")
+@click.option("--command", "command_line", default="", help="The command that produced the run, recorded in the file.")
+@click.option("--seconds", type=float, default=None, help="Its wall time in seconds, recorded in the file.")
+@click.option("--readme", is_flag=True, help="Then rewrite README.md's published blocks from results/published/.")
+def publish(name: str | None, root: Path, exp: str | None, command_line: str, seconds: float | None,
+            readme: bool) -> None:
+    """Write results/published/NAME.json from a finished run, and/or (--readme) the README's tables.
+
+    NAME.json holds per dataset, method and metric the mean, std and per-seed values, the paired
+    verdicts, and the lineage (commit, params, dvc.lock hash, machine, command, wall time). Every
+    results table in README.md sits between `<!-- published:NAME -->` markers and is rendered
+    from that file only; a test fails when they differ.
+
+    \b
+      retdm publish default --command "make run"              # the workspace's run
+      retdm publish scene --exp scene --command "make scene"  # a DVC experiment's
+      retdm publish --readme                                   # README.md from results/published/
+    """
+    from retdm.data.table import atomic_write
+    from retdm.published import PUBLISHED, publish as write, rewrite_readme
+
+    if name is None and not readme:
+        raise click.UsageError("give NAME (publish a run), --readme (rewrite README.md), or both")
+    if name is not None:
+        click.echo(f"wrote {write(name, root, exp=exp, command=command_line, seconds=seconds)}")
+    if readme:
+        path = root / "README.md"
+        text = rewrite_readme(path.read_text(), root / PUBLISHED)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        click.echo(f"rewrote the published blocks of {path}")
+
+
+@main.command()
 def backbones() -> None:
     """List the registered backbones: image networks (Φcnn) and, for feature tables, feature networks."""
     from retdm.models.backbones import BACKBONES, FEATURE_BACKBONES

@@ -77,6 +77,11 @@ def verdicts(long: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
+def _p(value: float | None) -> str:
+    """A p-value to two decimals; "–" where it is undefined (NaN, or None read back from JSON)."""
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
 def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -> str:
     """One sentence per (method, control) of ``gains`` (from ``verdicts``), naming the control, e.g.
     "retdm: gain over the equal-epochs control (bce_ft) on AP +0.0040 ± 0.0030 over 3 paired seeds
@@ -91,7 +96,7 @@ def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -
             name = label.get(row.metric, row.metric)
             if n > 1:
                 parts.append(f"{name} {row.mean:+.4f} ± {row.std:.4f} ({row.wins}/{row.seeds} seeds gained; "
-                             f"sign p = {row.p_sign:.2f}, t p = {row.p_t:.2f})")
+                             f"sign p = {_p(row.p_sign)}, t p = {_p(row.p_t)})")
             else:
                 parts.append(f"{name} {row.mean:+.4f}")
         clear = [label.get(m, m) for m in rows.loc[rows["clear"], "metric"]]

@@ -1,0 +1,117 @@
+"""Published results: files written from a run (workspace or DVC experiment), README blocks made
+from them, and the README of this checkout equal to its files."""
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from retdm.errors import DataError
+from retdm.published import BLOCK, publish, readme_drift, render_block, rewrite_readme, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def long_form() -> pd.DataFrame:
+    rows = []
+    for method, base in (("bce", 0.80), ("bce_ft", 0.81), ("retdm", 0.83)):
+        for seed in (1, 0, 2):  # out of order: per-seed lists follow the seed
+            for metric, value in (("mAP", base + seed / 100), ("one_error", 0.2 - seed / 100)):
+                rows.append({"dataset": "scene", "method": method, "seed": seed, "metric": metric, "value": value,
+                             "lower_is_better": metric == "one_error"})
+    return pd.DataFrame(rows)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_summary_keeps_mean_std_and_every_seed():
+    out = summarise(long_form())
+    assert out["scene"]["retdm"]["mAP"] == {"mean": 0.84, "std": 0.01, "seeds": [0.83, 0.84, 0.85]}
+    assert list(out["scene"]) == ["bce", "bce_ft", "retdm"]
+
+
+def make_run(repo: Path) -> Path:
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "results").mkdir()
+    long_form().to_parquet(repo / "results/metrics.parquet")
+    (repo / "params.yaml").write_text("seeds: [0, 1, 2]\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    git(repo, "add", "params.yaml", "dvc.lock")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run")
+    return repo
+
+
+def test_publish_from_the_workspace_records_results_verdicts_and_lineage(tmp_path):
+    repo = make_run(tmp_path / "repo")
+    out = publish("default", repo, command="make run", seconds=301.4)
+    record = json.loads(out.read_text())
+    assert out == repo / "results/published/default.json"
+    assert record["results"] == summarise(long_form()) and record["params"] == {"seeds": [0, 1, 2]}
+    assert record["commit"] == git(repo, "rev-parse", "HEAD").strip() and record["wall_seconds"] == 301
+    assert record["metrics_sha256"] == hashlib.sha256((repo / "results/metrics.parquet").read_bytes()).hexdigest()
+    assert record["dvc_lock_sha256"] == hashlib.sha256((repo / "dvc.lock").read_bytes()).hexdigest()
+    first = record["verdicts"][0]
+    assert (first["method"], first["control"], first["metric"]) == ("retdm", "bce_ft", "mAP")
+    assert first["gains"] == pytest.approx([0.02, 0.02, 0.02]) and first["wins"] == 3
+
+
+def test_publish_from_an_experiment_reads_its_lock_and_the_dvc_cache(tmp_path):
+    repo = make_run(tmp_path / "repo")
+    data = (repo / "results/metrics.parquet").read_bytes()
+    md5 = hashlib.md5(data).hexdigest()
+    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(data)
+    (repo / "results/metrics.parquet").unlink()  # the workspace has no run: the experiment does
+    lock = {"schema": "2.0", "stages": {"compare": {"outs": [{"path": "results/metrics.parquet", "md5": md5}]}}}
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
+    (repo / "params.yaml").write_text("seeds: [0, 1, 2]\nprofile: lite\n")
+    git(repo, "add", "dvc.lock", "params.yaml")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "exp")
+    exp = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "reset", "-q", "--hard", "HEAD~1")  # the workspace is back at the baseline
+    git(repo, "update-ref", "refs/exps/ab/cdef/scene", exp)
+    record = json.loads(publish("scene", repo, exp="scene", command="make scene").read_text())
+    assert record["commit"] == exp and record["params"]["profile"] == "lite" and record["experiment"] == "scene"
+    assert record["results"] == summarise(long_form())
+    with pytest.raises(DataError, match="no DVC experiment named 'nosuch'"):
+        publish("x", repo, exp="nosuch")
+    cached.unlink()
+    with pytest.raises(DataError, match=r"is not in the DVC cache.*dvc exp pull"):
+        publish("scene", repo, exp="scene")
+
+
+def test_readme_blocks_are_rendered_from_their_file_and_drift_is_named(tmp_path):
+    repo = make_run(tmp_path / "repo")
+    publish("default", repo, command="make run", seconds=60)
+    published = repo / "results/published"
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- published:default -->\ntyped by hand\n<!-- /published:default -->\n\nend\n")
+    assert readme_drift(readme, published) == ["default"]
+    text = rewrite_readme(readme.read_text(), published)
+    assert text.startswith("# x\n\n<!-- published:default -->\n**scene**") and text.endswith("<!-- /published:default -->\n\nend\n")
+    assert "| method | One-error ↓ | mAP |" in text and "| retdm | 0.1900 ± 0.0100 | 0.8400 ± 0.0100 |" in text
+    assert "the equal-epochs control (bce_ft)" in text and "make run" in text
+    readme.write_text(text)
+    assert readme_drift(readme, published) == []
+    readme.write_text(text.replace("0.8400 ± 0.0100", "0.8500 ± 0.0100"))  # one typed digit
+    assert readme_drift(readme, published) == ["default"]
+    with pytest.raises(DataError, match="published:other: .*other.json not found"):
+        rewrite_readme("<!-- published:other -->\n<!-- /published:other -->", published)
+
+
+def test_this_readme_equals_its_published_files():
+    text = (ROOT / "README.md").read_text()
+    names = [m["name"] for m in BLOCK.finditer(text)]
+    assert "default" in names, "README.md has no published:default block (the make run table)"
+    assert readme_drift(ROOT / "README.md", ROOT / "results/published") == []
+    for name in names:  # and each file is what a run wrote: its render is what the README shows
+        record = json.loads((ROOT / "results/published" / f"{name}.json").read_text())
+        assert render_block(record) in text and len(record["commit"]) == 40 and record["results"]
