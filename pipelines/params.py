@@ -105,8 +105,13 @@ def torchrun_command(params: dict[str, Any], args: list[str], run_id: str) -> li
 def check_method_groups(params: dict[str, Any], path: Path) -> None:
     """Every method of ``methods`` is in the group of its kind (the stages that train it in
     ``dvc.yaml``), and every group member is a listed method."""
-    for name in params["methods"]:
-        METHODS.get(name)  # an unknown method lists the valid ones
+    if not isinstance(params["methods"], dict):
+        raise ConfigError(f"{path}: methods must map each method to its overrides (e.g. {{bce: {{}}, retdm: {{}}}}), "
+                          f"got {params['methods']!r}")
+    unknown = [name for name in params["methods"] if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"{path}: methods {unknown} are not registered; valid methods are: "
+                          f"{', '.join(METHODS.names())} (`retdm methods` lists them)")
     for group, stages in METHOD_GROUPS.items():
         listed = params[group] or []
         want = [m for m in params["methods"] if METHODS.get(m).stages == stages]

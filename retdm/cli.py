@@ -9,7 +9,6 @@ import click
 import yaml
 
 from retdm.errors import RetdmError
-from retdm.registry import UnknownNameError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -20,7 +19,7 @@ class RetdmGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (RetdmError, UnknownNameError) as err:
+        except RetdmError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(1)
 
@@ -61,11 +60,15 @@ def data() -> None:
 @click.option("--image-size", default=64, show_default=True, help="Side of the square RGB images, in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Generator seed; the same seed gives identical files.")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Share of images in the test split.")
-def data_synth(out: Path, num_images: int, image_size: int, seed: int, test_fraction: float) -> None:
+@click.option("--force", is_flag=True,
+              help="Replace --out even when it holds files the generator did not write (they are deleted). "
+                   "Without it such a directory is refused; a synthetic dataset written before is always replaced.")
+def data_synth(out: Path, num_images: int, image_size: int, seed: int, test_fraction: float, force: bool) -> None:
     """Generate the embedded `synthetic` dataset (no download)."""
     from retdm.data.synthetic import make_synthetic
 
-    table = make_synthetic(out, num_images=num_images, image_size=image_size, seed=seed, test_fraction=test_fraction)
+    table = make_synthetic(out, num_images=num_images, image_size=image_size, seed=seed, test_fraction=test_fraction,
+                           overwrite=force)
     click.echo(f"wrote {len(table)} images with {table.num_labels} labels to {out}/labels.parquet")
 
 

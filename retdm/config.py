@@ -2,13 +2,14 @@
 
 ``load_config(profile, overrides)`` starts from the dataclass defaults, applies a profile from
 ``profiles.yaml`` (``cpu``, the default, or ``paper``), then dotted ``key=value`` overrides.
-Unknown keys and wrong types raise ``ConfigError`` naming the key; core functions receive the
-pieces they need as explicit arguments, never the whole tree.
+Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the key; core
+functions receive the pieces they need as explicit arguments, never the whole tree.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from retdm.errors import ConfigError
 
 WAY2_MODES = ("bank", "forward")
 CLASSIFICATION_LOSSES = ("bce", "asl")
+DEVICES = r"auto|cpu|cuda(:\d+)?"
+# Floats that YAML 1.2 reads but PyYAML (YAML 1.1: a dot and a signed exponent) leaves as strings:
+# ``1e-3``, ``1E5``, ``-2e-4``, ``1.0e5``. A float key accepts them (``--set pretrain.lr=1e-3``).
+EXPONENT_FLOAT = r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+"
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class DataConfig:
     resize: int = 73              # train: resize to resize × resize, then one of 5 crops of image_size
     batch_size: int = 64
     val_fraction: float = 0.1     # carved from the training split to pick epochs and plateau the lr
-    num_workers: int = 0
+    num_workers: int = 0          # DataLoader worker processes (0: load in the main process)
     cache_images: bool = True     # decode every image once into memory (small datasets)
     image_cache: bool = False     # resize every image to `resize` once, first (the pipeline's image cache reads
                                   # those from disk); the test transform then resizes resize → image_size
@@ -41,6 +46,7 @@ class DataConfig:
         _require(self.resize >= self.image_size, "data.resize", self.resize, f">= data.image_size ({self.image_size})")
         _require(self.batch_size >= 2, "data.batch_size", self.batch_size, ">= 2")
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "in (0, 1)")
+        _require(self.num_workers >= 0, "data.num_workers", self.num_workers, ">= 0 (0: load in the main process)")
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,16 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """SGD of every stage (paper: momentum 0.9, weight decay 1e-4, lr ÷ 10 on a plateau)."""
+
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_factor: float = 0.1
+    lr_factor: float = 0.1        # the lr is multiplied by this on a validation-loss plateau
+
+    def validate(self) -> None:
+        _require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "in [0, 1)")
+        _require(self.weight_decay >= 0.0, "optim.weight_decay", self.weight_decay, ">= 0")
+        _require(0.0 < self.lr_factor < 1.0, "optim.lr_factor", self.lr_factor, "in (0, 1) (it shrinks the lr)")
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,9 @@ class TrainConfig:
         self.data.validate()
         self.model.validate()
         self.loss.validate()
+        self.optim.validate()
+        _require(re.fullmatch(DEVICES, self.device) is not None, "device", self.device,
+                 "auto, cpu, cuda or cuda:<index>")
         _require(isinstance(self.estimator, dict), "estimator", self.estimator, "a mapping of options")
         _require(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
         for name in ("pretrain", "embed", "finetune"):
@@ -192,6 +208,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str) and re.fullmatch(EXPONENT_FLOAT, value.strip()):
         return float(value)
     if tp in (int, float, str, bool):
         if type(value) is not tp:

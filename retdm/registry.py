@@ -1,8 +1,8 @@
 """Name → object registries for backbones, methods and datasets.
 
 One registry per kind. A duplicate name raises, and an unknown name raises a
-``KeyError`` that lists every valid name, so a typo in params.yaml or on the
-command line says what would have worked.
+``ConfigError`` (also a ``KeyError``) that lists every valid name, so a typo in
+params.yaml or on the command line says what would have worked, as one line.
 """
 
 from __future__ import annotations
@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from retdm.errors import ConfigError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """An unregistered name was asked for; the message lists the valid ones."""
+class UnknownNameError(ConfigError, KeyError):
+    """An unregistered name was asked for; the message lists the valid ones.
+
+    A ``ConfigError``, so every edge that turns library errors into one line (the CLI, the DVC
+    stage entry points) handles a mistyped name without a traceback."""
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the sentence readable
         return str(self.args[0])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +235,12 @@ def validation_scores(runs_dir: str | os.PathLike, method: str, table_path: str 
 
 # --- 3. the file -------------------------------------------------------------------------------
 
+def _in_range(value: float) -> bool:
+    """Whether ``value`` can be a threshold: scores are probabilities, so a threshold lies in [0, 1]
+    (NaN does not); outside it every label would be predicted for every image, or none."""
+    return 0.0 <= value <= 1.0
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Per-class thresholds with the labels they apply to and what they were tuned on."""
@@ -295,7 +300,8 @@ def load_thresholds(path: str | os.PathLike) -> Thresholds:
     """Read a ``thresholds.json`` written by :func:`save_thresholds`.
 
     Raises:
-        DataError: the file is missing (saying how to create it), is not JSON, or lacks or mistypes a key.
+        DataError: the file is missing (saying how to create it), is not JSON, lacks or mistypes a key,
+            or holds a threshold outside [0, 1].
     """
     path = Path(path)
     if not path.is_file():
@@ -312,8 +318,9 @@ def load_thresholds(path: str | os.PathLike) -> Thresholds:
     if not isinstance(values, dict) or not values:
         raise DataError(f"{path}: expected 'thresholds' to map each label to a number, got {values!r}")
     for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise DataError(f"{path}: key 'thresholds.{name}': expected a finite number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _in_range(v):
+            raise DataError(f"{path}: key 'thresholds.{name}': expected a number in [0, 1] (scores are "
+                            f"probabilities), got {v!r}; re-create the file with `retdm thresholds`")
     if mode not in MODES:
         raise DataError(f"{path}: key 'mode': expected one of {', '.join(MODES)}, got {mode!r}")
     return Thresholds(np.array(list(values.values()), dtype=np.float64), tuple(values), mode,
@@ -358,16 +365,18 @@ def resolve_thresholds(spec: str, checkpoint: str | os.PathLike, label_names: tu
     ``thresholds.json`` beside ``checkpoint``) or the path of a ``thresholds.json``.
 
     Raises:
-        DataError: ``spec`` is none of these, the file is missing (naming it and the command that
-            creates it), or it was tuned for other labels or another checkpoint.
+        DataError: ``spec`` is none of these (a number outside [0, 1] included), the file is missing
+            (naming it and the command that creates it), or it was tuned for other labels or another
+            checkpoint.
     """
     try:
         value = float(spec)
     except ValueError:
         value = None
     if value is not None:
-        if not math.isfinite(value):
-            raise DataError(f"--thresholds: expected a finite number, 'tuned' or a thresholds.json, got {spec!r}")
+        if not _in_range(value):
+            raise DataError(f"--thresholds: expected a number in [0, 1] (scores are probabilities), 'tuned' or a "
+                            f"thresholds.json, got {spec!r}")
         return Thresholds(np.full(len(label_names), value), tuple(label_names), "fixed", {})
     if spec == "tuned":
         path = Path(checkpoint).parent / FILENAME

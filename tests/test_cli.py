@@ -68,6 +68,26 @@ def test_unknown_names_list_the_valid_ones(tiny_table, tmp_path):
     assert not (tmp_path / "r").exists()  # nothing written
 
 
+@pytest.mark.parametrize("pair, expected", [
+    ("optim.momentum=-5", "config key 'optim.momentum': expected in [0, 1), got -5.0"),
+    ("optim.weight_decay=-1", "config key 'optim.weight_decay': expected >= 0, got -1.0"),
+    ("optim.lr_factor=10", "config key 'optim.lr_factor': expected in (0, 1) (it shrinks the lr), got 10.0"),
+    ("data.num_workers=-1", "config key 'data.num_workers': expected >= 0 (0: load in the main process), got -1"),
+    ("device=tpu", "config key 'device': expected auto, cpu, cuda or cuda:<index>, got 'tpu'"),
+])
+def test_out_of_range_config_values_are_one_line_errors(tiny_table, tmp_path, pair, expected):
+    code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--set", pair)
+    assert code == 1 and err == f"error: {expected}\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_set_reads_exponent_floats_as_floats():
+    from retdm.cli import resolve_config
+
+    cfg = resolve_config("cpu", ("pretrain.lr=1e-3", "pretrain.min_lr=1E-4", "loss.alpha=2e-4"), None)
+    assert (cfg.pretrain.lr, cfg.pretrain.min_lr, cfg.loss.alpha) == (1e-3, 1e-4, 2e-4)
+
+
 def one_epoch(cfg):
     import dataclasses
 
@@ -102,6 +122,37 @@ def test_bad_csv_value_and_empty_dataset(tmp_path, tiny_table):
     code, _, err = run("data", "import", root, csv, "--out", tmp_path / "t.parquet")
     assert code == 1 and "empty" in err
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_synth_refuses_a_folder_of_imported_images_unless_forced(tmp_path):
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    for i in range(4):
+        (mine / f"{i}.jpg").write_bytes(bytes([i]) * 50)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image,sky,sea\n" + "".join(f"{i}.jpg,{i % 2},1\n" for i in range(4)))
+    assert run("data", "import", mine, csv)[0] == 0  # writes photos/labels.parquet
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    code, _, err = run("data", "synth", "--out", mine, "--num-images", 3, "--image-size", 32)
+    assert code == 1 and len(err.splitlines()) == 1 and "0.jpg" in err and "--force" in err
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "photos"]
+    code, out, err = run("data", "synth", "--out", mine, "--num-images", 3, "--image-size", 32, "--force")
+    assert code == 0 and "wrote 3 images" in out, err
+    assert sorted(p.name for p in mine.iterdir()) == ["images", "labels.parquet"]
+
+
+def test_train_refuses_a_label_without_a_train_positive(tmp_path, tiny_table):
+    root = copy_dataset(tiny_table, tmp_path)
+    csv = tmp_path / "labels.csv"
+    split = lambda i: "test" if i < 4 else "train"  # noqa: E731
+    csv.write_text("image,sky,sea,split\n" + "".join(
+        f"images/{i:06d}.png,{i % 2},{int(i < 2)},{split(i)}\n" for i in range(20)))  # sea: test rows only
+    assert run("data", "import", root, csv, "--out", tmp_path / "t.parquet")[0] == 0
+    code, _, err = run("train", "--data", tmp_path / "t.parquet", "--out", tmp_path / "r", "--quiet")
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "label(s) ['sea'] have no positive in the train split (16 rows)" in err and "drop" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_evaluating_on_a_table_with_other_labels_fails(tmp_path, tiny_table, tiny_cfg):
@@ -197,3 +248,7 @@ def test_thresholds_command_and_predict_with_tuned_or_global_thresholds(tmp_path
     assert abs(first[names[0]] - pred[names[0]].iloc[0]) < 1e-7
     code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p.txt")
     assert code == 1 and "--format parquet|csv|json" in err and not (tmp_path / "p.txt").exists()
+    code, _, err = run("predict", "--checkpoint", ckpt, "--images", images, "--out", tmp_path / "p2.csv",
+                       "--thresholds", "1.5")
+    assert code == 1 and "--thresholds: expected a number in [0, 1]" in err and "'1.5'" in err
+    assert not (tmp_path / "p2.csv").exists()

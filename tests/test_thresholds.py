@@ -178,14 +178,23 @@ def test_thresholds_file_errors_name_the_file_and_the_fix(tmp_path):
     assert doc["thresholds"] == {"a": 0.3, "b": 0.7} and doc["tuned_on"] == {"rows": 3}
     doc["thresholds"]["b"] = "high"
     path.write_text(json.dumps(doc))
-    with pytest.raises(DataError, match=r"key 'thresholds.b': expected a finite number, got 'high'"):
+    with pytest.raises(DataError, match=r"key 'thresholds.b': expected a number in \[0, 1\].*, got 'high'"):
         load_thresholds(path)
+    for bad in (1.5, -0.1):
+        doc["thresholds"]["b"] = bad
+        path.write_text(json.dumps(doc))
+        with pytest.raises(DataError, match=rf"{path}: key 'thresholds.b': expected a number in \[0, 1\].*got {bad}"):
+            load_thresholds(path)
     path.write_text("{not json")
     with pytest.raises(DataError, match="not a JSON file"):
         load_thresholds(path)
     with pytest.raises(DataError, match="expected a number .* 'tuned' or the path of a thresholds.json, got 'high'"):
         resolve_thresholds("high", tmp_path / "best.pt", ("a", "b"))
     assert resolve_thresholds("0.25", tmp_path / "best.pt", ("a", "b")).values.tolist() == [0.25, 0.25]
+    assert resolve_thresholds("1", tmp_path / "best.pt", ("a", "b")).values.tolist() == [1.0, 1.0]
+    for bad in ("1.5", "-0.5", "nan", "inf"):
+        with pytest.raises(DataError, match=rf"--thresholds: expected a number in \[0, 1\].*got '{bad}'"):
+            resolve_thresholds(bad, tmp_path / "best.pt", ("a", "b"))
 
 
 def test_evaluation_writes_metrics_at_the_tuned_thresholds(runs, tiny_table, tmp_path):

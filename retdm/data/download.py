@@ -7,9 +7,11 @@ user placed by hand (``from_path``), or downloads them with ``fetch`` (resuming 
 and unpacks them with :func:`retdm.data.archives.safe_extract`. Nothing is ever deleted: a file
 that fails its checksum is kept as ``<file>.bad``.
 
-Datasets without a published checksum (``scene``) get one pinned on first download: its sha256
-goes to ``<file>.sha256`` beside the file and later runs verify against it. NUS-WIDE and MULAN
-have no fixed download; ``obtain`` explains how to get them and accepts the folder via ``from_path``.
+Datasets without a published checksum (``scene``) get one pinned on first download: once the file
+has passed the safety checks and been extracted, its sha256 goes to ``<file>.sha256`` beside it and
+later runs verify against it (an archive refused as unsafe or damaged pins nothing). NUS-WIDE and
+MULAN have no fixed download; ``obtain`` explains how to get them and accepts the folder via
+``from_path``.
 """
 
 from __future__ import annotations
@@ -208,23 +210,22 @@ def _verify_placed(f: SourceFile, archive: Path, progress: bool) -> None:
 
 
 def _unpack(src: DatasetSource, f: SourceFile, archive: Path, dest: Path, progress: bool) -> None:
-    if f.md5 is None:
-        value = _pinned(archive)
-        if value is None:  # first sight of a file without a published checksum: pin it
-            value = digest(archive, "sha256", progress=progress)
-            try:
-                atomic_write(archive.with_name(archive.name + ".sha256"),
-                             lambda tmp: Path(tmp).write_text(f"{value}  {archive.name}\n"))
-            except OSError:  # a read-only --from folder: the extraction marker still records it
-                pass
-        checksum = f"sha256:{value}"
-    else:
-        checksum = f"md5:{f.md5}"
+    pinned = _pinned(archive) if f.md5 is None else None
+    checksum = f"md5:{f.md5}" if f.md5 else f"sha256:{pinned or digest(archive, 'sha256', progress=progress)}"
     if archive_kind(archive) == "rar" and rar_tool() is None:
         raise DataError(f"{archive}: a RAR archive, and none of unrar, 7z, bsdtar is on PATH. Install one "
                         f"(apt install unrar, p7zip-full or libarchive-tools) and run again, or extract it by hand "
                         f"({f.hint or 'so that ' + ', '.join(src.layout) + ' exist'}) and pass that folder with --from")
     safe_extract(archive, dest, checksum=checksum, into=f.into, nested=f.nested, force=True)
+    if f.md5 is None and pinned is None:
+        # Pinned only now: an archive refused as unsafe or damaged must not make every later good copy
+        # fail its checksum.
+        value = checksum.removeprefix("sha256:")
+        try:
+            atomic_write(archive.with_name(archive.name + ".sha256"),
+                         lambda tmp: Path(tmp).write_text(f"{value}  {archive.name}\n"))
+        except OSError:  # a read-only --from folder: the extraction marker still records it
+            pass
 
 
 def _checked(src: DatasetSource, dest: Path, unpacked: list[SourceFile]) -> Path:

@@ -50,10 +50,19 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         raise DataError(f"{images_dir}: image folder not found; pass the directory that holds your images")
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: label CSV not found; give a CSV with an 'image' column and labels")
-    try:
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:  # the header as a row: pandas would rename a repeated column ("image.1") or a blank one ("Unnamed: 2")
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DataError(f"{csv_path}: not a readable CSV ({err})") from err
+    header = list(raw.iloc[0])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{csv_path}: column(s) {repeated} appear more than once in the header; give every column "
+                        f"its own name (image, an optional split, one column per label)")
+    blank = [i + 1 for i, c in enumerate(header) if not c.strip()]
+    if blank:
+        raise DataError(f"{csv_path}: header column(s) {blank} (counting from 1) have no name; name every column")
+    raw = raw.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
     if "image" not in raw.columns:
         raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
     if len(raw) == 0:

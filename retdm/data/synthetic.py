@@ -472,6 +472,24 @@ def generate_item(seed: int, index: int, options: SynthOptions) -> tuple[np.ndar
 # the dataset
 
 
+def foreign_files(out_dir: Path) -> list[str]:
+    """Files under ``out_dir`` that :func:`make_synthetic` did not write, relative to it, sorted.
+
+    A dataset written by the generator is recognised by its own record: ``labels.parquet`` whose
+    ``retdm.source`` names this generator; the files it wrote are that table and the images it
+    lists. Without such a table (e.g. ``retdm data import`` wrote one into a folder of your images),
+    every file counts as foreign.
+    """
+    files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if not p.is_dir() or p.is_symlink())
+    try:
+        table = read_label_table(out_dir / "labels.parquet")
+        source = json.loads(table.source or "{}")
+    except (DataError, json.JSONDecodeError):
+        return files
+    if not isinstance(source, dict) or source.get("generator") != GENERATOR or not table.has_images:
+        return files
+    ours = {"labels.parquet", *table.frame["path"]}
+    return [f for f in files if f not in ours]
 
 
 @DATASETS.register(
@@ -494,6 +512,7 @@ def make_synthetic(
     repeat_prob: float = 0.2,
     supersample: int = 2,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> LabelTable:
     """Generate the ``synthetic`` dataset into ``out_dir`` and return its label table.
 
@@ -502,8 +521,9 @@ def make_synthetic(
     at ``out_dir`` is replaced then, and left untouched by a failure.
 
     Args:
-        out_dir: dataset root to create or replace. An existing non-empty directory that holds no
-            ``labels.parquet`` is refused rather than deleted.
+        out_dir: dataset root to create or replace. An existing directory is replaced only when
+            every file in it was written by this generator (:func:`foreign_files`); otherwise it is
+            refused rather than deleted.
         num_images: number of images (>= 1).
         image_size: output side in pixels (>= 16).
         seed: non-negative integer; the same seed and options give byte-identical output.
@@ -517,10 +537,11 @@ def make_synthetic(
         repeat_prob: probability that an object appears twice.
         supersample: anti-aliasing factor (canvas is this many times larger, then box-reduced).
         progress: show a tqdm progress bar.
+        overwrite: replace ``out_dir`` even when it holds files this generator did not write.
 
     Raises:
         ConfigError: an option is out of range.
-        DataError: ``out_dir`` is a file or a non-dataset directory.
+        DataError: ``out_dir`` is a file, or holds files this generator did not write (without ``overwrite``).
     """
     options = SynthOptions(
         image_size=image_size, noise=float(noise), clutter=float(clutter), occlusion=float(occlusion),
@@ -538,10 +559,12 @@ def make_synthetic(
     if out_dir.exists():
         if not out_dir.is_dir():
             raise DataError(f"{out_dir}: exists and is not a directory; choose another dataset directory")
-        if any(out_dir.iterdir()) and not (out_dir / "labels.parquet").exists():
+        foreign = [] if overwrite else foreign_files(out_dir)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise DataError(
-                f"{out_dir}: a non-empty directory without labels.parquet; refusing to replace it with the "
-                f"synthetic dataset. Choose an empty or new directory"
+                f"{out_dir}: holds files the synthetic generator did not write ({shown}); refusing to replace it. "
+                f"Choose an empty or new directory, or replace it anyway with `retdm data synth --force`"
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 

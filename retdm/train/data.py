@@ -99,10 +99,18 @@ def build_training_data(table: LabelTable, spec: TransformSpec | None, *, val_fr
         cache: decode images once into memory (image tables only).
         progress: show progress bars.
         image_cache: an image cache of the table at ``spec.source_size``, read instead of the files.
+
+    Raises:
+        DataError: no training rows, or a label with no positive among them.
     """
     train = table.split("train")
     if len(train) == 0:
         raise DataError(f"dataset {table.name!r} has no rows with split == 'train'; assign a split first")
+    absent = [name for name, n in zip(table.label_names, train.labels().sum(axis=0)) if n == 0]
+    if absent:  # never learned, and the per-class metrics of such a label are undefined
+        raise DataError(f"dataset {table.name!r}: label(s) {absent} have no positive in the train split "
+                        f"({len(train)} rows); drop those label columns from the table, or re-split so that "
+                        f"train holds a positive of every label")
     fit_rows, val_rows = split_validation(len(train), val_fraction, seed)
     fit_table, val_table = train.take(fit_rows), train.take(val_rows)
     if table.has_images:

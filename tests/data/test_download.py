@@ -338,6 +338,21 @@ def test_unpublished_checksum_is_pinned_on_first_download(server, tmp_path):
         obtain(source, tmp_path / "q", from_path=placed, progress=False)
 
 
+def test_an_archive_refused_as_unsafe_pins_nothing_so_a_good_copy_is_then_accepted(server, tmp_path):
+    make_zip(server.root / "data.zip", {"data/a.txt": b"a", "../evil": b"x"})
+    source = DatasetSource("pinned", "t", "h", "l", layout=("data/a.txt",),
+                           files=(SourceFile(f"{server.url}/data.zip", "data.zip", extracts_to=("data",)),))
+    dest = tmp_path / "p"
+    with pytest.raises(DataError, match=r"data\.zip: entry '\.\./evil'.*nothing was extracted"):
+        obtain(source, dest, progress=False)
+    assert everything(dest) == ["data.zip"]  # no sidecar, no marker, nothing extracted
+    good = make_zip(tmp_path / "good.zip", {"data/a.txt": b"good"})
+    (dest / "data.zip").write_bytes(good.read_bytes())  # a good copy in the same place
+    assert obtain(source, dest, progress=False) == dest and (dest / "data/a.txt").read_bytes() == b"good"
+    assert (dest / "data.zip.sha256").read_text().split()[0] == hashlib.sha256(good.read_bytes()).hexdigest()
+    assert len(server.log) == 1
+
+
 def test_manual_datasets_explain_and_accept_from(tmp_path):
     with pytest.raises(DataError, match="NUS-WIDE.html") as err:
         obtain("nuswide", tmp_path / "n")

@@ -44,6 +44,9 @@ def test_list_csv_with_separator_and_split(images, tmp_path):
     ("image,sky\n0.png,1\n99.png,0\n", r"line 3: image file .*99.png does not exist"),
     ("image,sky\n", "empty"),
     ("name,sky\n0.png,1\n", "no 'image' column"),
+    ("image,sky,image\n0.png,1,1\n", r"labels\.csv: column\(s\) \['image'\] appear more than once"),
+    ("image,sky,circle,sky,circle\n0.png,1,0,0,1\n", r"labels\.csv: column\(s\) \['circle', 'sky'\] appear more"),
+    ("image,sky,\n0.png,1,0\n", r"labels\.csv: header column\(s\) \[3\] \(counting from 1\) have no name"),
 ])
 def test_bad_csv_names_line_and_writes_nothing(images, tmp_path, body, match):
     csv = tmp_path / "labels.csv"

@@ -159,10 +159,23 @@ def test_refuses_to_replace_a_non_dataset_directory(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(DataError, match="labels.parquet"):
+    with pytest.raises(DataError, match=r"mine: holds files the synthetic generator did not write \(keep\.txt\)"):
         make_synthetic(out, num_images=3, image_size=32, progress=False)
     assert (out / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_refuses_a_generated_dataset_with_files_added_unless_overwrite(tmp_path):
+    out = tmp_path / "syn"
+    make_synthetic(out, num_images=3, image_size=32, progress=False)
+    (out / "images" / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(DataError, match=r"images/holiday\.jpg.*--force"):
+        make_synthetic(out, num_images=4, image_size=32, progress=False)
+    assert (out / "images" / "holiday.jpg").read_bytes() == b"mine"
+    assert len(read_label_table(out / "labels.parquet")) == 3
+    assert len(make_synthetic(out, num_images=4, image_size=32, progress=False, overwrite=True)) == 4
+    assert not (out / "images" / "holiday.jpg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
 
 
 @pytest.mark.parametrize(
