@@ -70,7 +70,7 @@ def sweep_point(table_path: str | os.PathLike, pretrain: str | os.PathLike, out_
     point = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, alpha=alpha, beta=beta)).validate()
     train_method(table_path, run, point, "retdm", stages=("embed", "finetune"), progress=progress,
                  image_cache=image_cache)
-    metrics, *_ = evaluate_checkpoint(final_checkpoint(run, "retdm"), table_path, threshold=threshold,
+    metrics, *_ = evaluate_checkpoint(final_checkpoint(run, "retdm"), table_path, threshold=threshold, method="retdm",
                                       image_cache=image_cache)
     row = {"alpha": alpha, "beta": beta, **metrics}
     write_parquet(pd.DataFrame([row]), run / POINT_METRICS,
