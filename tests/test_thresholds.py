@@ -151,7 +151,8 @@ def test_a_feature_methods_thresholds_are_tuned_on_rows_its_estimator_was_not_fi
     assert np.array_equal(v.part.frame["image_id"].to_numpy(), features.frame["image_id"].to_numpy()[val_rows])
     assert not (x[val_rows][:, None, :] == fitted[None]).all(axis=2).any()  # no tuning row among the fitted ones
     bce = load_checkpoint(runs / "bce/pretrain/best.pt")
-    assert (v.record["num_fit"], v.record["num_val"]) == (bce["num_fit"], bce["num_val"]) == (len(fit_rows), len(v.part))
+    counts = (v.record["num_fit"], v.record["num_val"])
+    assert counts == (bce["num_fit"], bce["num_val"]) == (len(fit_rows), len(v.part))
     # an estimator fitted on every training row (before the fit stage held the part out) is refused
     old = {k: val for k, val in v.record.items() if k != "num_val"}
     save_checkpoint(tmp_path / "mlknn/fit/best.pt", old)
