@@ -42,9 +42,13 @@ from typing import Any
 
 import yaml
 
-from retdm.methods import METHODS
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from retdm.methods import METHODS  # noqa: E402
+from tests.project_copy import copy_project  # noqa: E402
+
 BIN = Path(sys.executable).parent
 TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
@@ -70,15 +74,10 @@ def stage_name(record: dict) -> str:
 
 
 def project_copy(dest: Path, tiny: bool, threads: int | None = None, pretrain_threads: int | None = None) -> Path:
-    """The project's files in a fresh git repository at ``dest``: tiny params with ``tiny``,
-    ``train.threads`` set to ``threads`` and the pretrain's (``methods.bce.threads``) to
-    ``pretrain_threads`` unless None."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dest / rel)
+    """The project's git-tracked files (``tests/project_copy.py``: never a run's dvc.lock or outputs)
+    in a fresh git repository at ``dest``: tiny params with ``tiny``, ``train.threads`` set to
+    ``threads`` and the pretrain's (``methods.bce.threads``) to ``pretrain_threads`` unless None."""
+    copy_project(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     if tiny:
         params["datasets"]["synthetic"].update(num_images=160, image_size=32)

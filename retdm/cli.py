@@ -229,7 +229,8 @@ def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], check
     frames, rows = [], {}
     for method, ckpt in targets:
         with session() as world:
-            metrics, scores, part, record = evaluate_checkpoint(ckpt, table, split=split, threshold=threshold)
+            metrics, scores, part, record = evaluate_checkpoint(ckpt, table, split=split, threshold=threshold,
+                                                                method=method)
         if not world.main:
             continue
         name = method or record["method"]

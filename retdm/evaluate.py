@@ -27,7 +27,7 @@ from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
 from retdm.models.retdm_net import RETDMNet
 from retdm.provenance import file_sha256, write_parquet
 from retdm.revision import code_revision
-from retdm.train.checkpoint import load_model
+from retdm.train.checkpoint import load_checkpoint, load_model
 from retdm.train.features import estimator_scores, forward_images
 from retdm.train.hardware import pick_device
 from retdm.train.run import final_checkpoint
@@ -64,25 +64,65 @@ def score_table(model: RETDMNet, spec: TransformSpec | FeatureSpec, part: LabelT
     return predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
 
 
+def checkpoint_scores(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
+                      method: str | None = None, batch_size: int = 128, device: str = "auto", progress: bool = False,
+                      image_cache: str | os.PathLike | None = None) -> tuple[np.ndarray, LabelTable, dict[str, Any]]:
+    """Scores of any method's checkpoint on ``split`` of the table at ``table_path``.
+
+    A network (``pretrain``/``embed``/``finetune`` checkpoint, image or feature backbone) scores the
+    rows under its own preprocessing. A feature method's ``fit`` checkpoint holds an estimator, not
+    a network: its estimator scores the same rows of the feature table it was fitted on, which must
+    hold exactly the table's rows of ``split``.
+
+    Args:
+        checkpoint: a ``best.pt``.
+        table_path: the label table to score.
+        split: ``test`` or ``train``.
+        method: the checkpoint's method when the caller knows it; otherwise the checkpoint is read
+            once to tell whether it holds an estimator (and read again to build a network).
+        batch_size, device, progress, image_cache: as :func:`score_table` (networks only).
+
+    Returns:
+        ((N, M) float32 scores, the ``split`` part of the label table, the checkpoint record).
+
+    Raises:
+        DataError: the table's labels differ from those the model was trained on, or (a feature
+            method) the feature table's rows of ``split`` are not the table's.
+    """
+    method = method or load_checkpoint(checkpoint)["method"]
+    table = read_label_table(table_path)
+    part = table.split(split)
+    if METHODS.get(method).estimator is None:
+        model, spec, names, record = load_model(checkpoint)
+        check_trained_labels(table, names, table_path, checkpoint)
+        scores = score_table(model, spec, part, batch_size=batch_size, device=device, progress=progress,
+                             image_cache=image_cache)
+        return scores, part, record
+    scores, features, record = estimator_scores(checkpoint, split)
+    check_trained_labels(table, tuple(record["label_names"]), table_path, checkpoint)
+    if not np.array_equal(features.frame["image_id"].to_numpy(), part.frame["image_id"].to_numpy()):
+        raise DataError(f"{record['data_path']}: its {split} rows differ from those of {table_path}; "
+                        f"re-run the features and fit stages on that table")
+    return scores, part, record
+
+
 def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
-                        threshold: float = 0.5, batch_size: int = 128, device: str = "auto",
-                        progress: bool = False, image_cache: str | os.PathLike | None = None
+                        threshold: float = 0.5, method: str | None = None, batch_size: int = 128,
+                        device: str = "auto", progress: bool = False, image_cache: str | os.PathLike | None = None
                         ) -> tuple[dict[str, float], np.ndarray, LabelTable, dict[str, Any]]:
-    """Metrics of ``checkpoint`` on ``split`` of the table at ``table_path``. ``image_cache`` is read
-    instead of the image files when the checkpoint's preprocessing resizes a source (``data.image_cache``).
+    """Metrics of any method's ``checkpoint`` (a network or a fitted estimator: :func:`checkpoint_scores`)
+    on ``split`` of the table at ``table_path``. ``image_cache`` is read instead of the image files
+    when the checkpoint's preprocessing resizes a source (``data.image_cache``).
 
     Returns:
         (metrics, scores (N, M), the evaluated part of the table, the checkpoint record).
 
     Raises:
-        DataError: the table's labels differ from those the model was trained on.
+        DataError: as :func:`checkpoint_scores`.
     """
-    model, spec, names, record = load_model(checkpoint)
-    table = read_label_table(table_path)
-    check_trained_labels(table, names, table_path, checkpoint)
-    part = table.split(split)
-    scores = score_table(model, spec, part, batch_size=batch_size, device=device, progress=progress,
-                         image_cache=image_cache)
+    scores, part, record = checkpoint_scores(checkpoint, table_path, split=split, method=method,
+                                             batch_size=batch_size, device=device, progress=progress,
+                                             image_cache=image_cache)
     return score_part(part, scores, table_path, threshold), scores, part, record
 
 
@@ -158,16 +198,8 @@ def evaluate_method(runs_dir: str | os.PathLike, method: str, table_path: str | 
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no trained model for method {method!r}; train it first "
                         f"(retdm train --method {method})")
-    if METHODS.get(method).estimator is None:
-        metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold,
-                                                             image_cache=image_cache)
-    else:  # a feature method: its scores come from the feature table it was fitted on
-        scores, part, record = estimator_scores(checkpoint)
-        expected = read_label_table(table_path).split("test")
-        if not np.array_equal(part.frame["image_id"].to_numpy(), expected.frame["image_id"].to_numpy()):
-            raise DataError(f"{record['data_path']}: its test images differ from those of {table_path}; "
-                            f"re-run the features stage")
-        metrics = score_part(part, scores, table_path, threshold)
+    metrics, scores, part, record = evaluate_checkpoint(checkpoint, table_path, threshold=threshold, method=method,
+                                                         image_cache=image_cache)
     ignored = ignore_mask(table_path, part)
     info = {**provenance(checkpoint, record, "test", threshold), **(extra or {}),
             "ignored_entries": 0 if ignored is None else int(ignored.sum())}

@@ -1,8 +1,9 @@
 """Sensitivity of RETDM to α and β (the paper's Fig. 5): one RETDM run per grid point, each
 continuing the same shared BCE pretrain model with its own embed and finetune stages.
 
-The paper plots C-F1 and O-F1 on the test split against α (the reconstruction weight of Eq. 6)
-and β (the weight of way 2 in Eq. 5). The grid reports how the test metrics move with them; it
+The paper plots C-F1 and O-F1 on the test split against α and β of L = Lcls + α·(J1 + λ·J2) +
+β·Jrec (Eq. 8, 13): α weighs the metric term, β the reconstruction term (λ, the weight of way 2,
+stays at the config's value). The grid reports how the test metrics move with them; it
 picks nothing (the method's α is chosen on the validation part: README).
 
 Each point is trained and evaluated on its own (:func:`sweep_point`: the pipeline runs one DVC
@@ -53,8 +54,8 @@ def sweep_point(table_path: str | os.PathLike, pretrain: str | os.PathLike, out_
         out_dir: the grid's folder; the point's run goes below it (:func:`point_name`), with its
             metrics row in ``POINT_METRICS``.
         cfg: the RETDM config; the point replaces ``loss.alpha`` and ``loss.beta``.
-        alpha: the reconstruction weight α.
-        beta: the way-2 weight β.
+        alpha: α, the weight of the metric term J1 + λ·J2.
+        beta: β, the weight of the reconstruction term Jrec.
         image_cache: the table's image cache (see ``retdm.train.run.train_method``).
         threshold: score threshold of the label-based metrics.
         progress: show progress bars.
@@ -69,7 +70,7 @@ def sweep_point(table_path: str | os.PathLike, pretrain: str | os.PathLike, out_
     point = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, alpha=alpha, beta=beta)).validate()
     train_method(table_path, run, point, "retdm", stages=("embed", "finetune"), progress=progress,
                  image_cache=image_cache)
-    metrics, *_ = evaluate_checkpoint(final_checkpoint(run, "retdm"), table_path, threshold=threshold,
+    metrics, *_ = evaluate_checkpoint(final_checkpoint(run, "retdm"), table_path, threshold=threshold, method="retdm",
                                       image_cache=image_cache)
     row = {"alpha": alpha, "beta": beta, **metrics}
     write_parquet(pd.DataFrame([row]), run / POINT_METRICS,

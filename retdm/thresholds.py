@@ -8,8 +8,10 @@ often do better on the label-based metrics (C-F1, O-F1). They are tuned on exact
 part a run carved from its training split (``retdm.train.data.split_validation`` with the seed and
 ``data.val_fraction`` of the checkpoint's config), never on the test split.
 
-A feature method's estimator (``mlknn`` …) was fitted on every training row, the validation part
-included, so its thresholds are tuned on rows it has seen: expect them to be optimistic.
+A feature method's estimator (``mlknn`` …) is fitted on the fit part only
+(``retdm.train.features.fit_estimator`` carves the same validation part), so every method's
+thresholds are tuned on the same rows, none of which its model was fitted on. An estimator
+fitted on every training row (a checkpoint without ``num_val``, from before that) is refused.
 
 ``thresholds.json``::
 
@@ -200,7 +202,14 @@ def score_validation(runs_dir: str | os.PathLike, method: str, table_path: str |
     else:
         record = load_checkpoint(checkpoint)
         seed, val_fraction = _run_settings(record, checkpoint)
+        if "num_val" not in record:
+            raise DataError(f"{checkpoint}: fitted on every training row, the validation part included, so "
+                            f"thresholds tuned there would be tuned on rows it has seen; re-run its fit stage "
+                            f"(retdm train --method {method} --stage fit), which holds the validation part out")
         scores, part = _estimator_validation(checkpoint, record, table, table_path, table_sha, seed, val_fraction)
+        if record["num_val"] != len(part):
+            raise DataError(f"{checkpoint}: held out {record['num_val']} rows, but the validation part of "
+                            f"{table_path} has {len(part)}; pass the table it was fitted on")
     return ValidationScores(part.labels(), scores, part, ignore_mask(table_path, part), checkpoint, record,
                             seed, val_fraction)
 

@@ -73,6 +73,6 @@ def test_fit_refuses_features_of_another_table(trained, tiny_table, tmp_path):
     export_features(trained / "bce/pretrain/best.pt", tiny_table, features)
     other = resplit_table(tiny_table, tmp_path / "other.parquet", test_fraction=0.3, seed=5)
     with pytest.raises(DataError, match="exported from another label table.*re-run the features stage"):
-        fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, table_path=other)
+        fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, 0.2, table_path=other)
     assert not (tmp_path / "fit").exists()
-    assert fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, table_path=tiny_table).is_file()
+    assert fit_estimator(features, tmp_path / "fit", "mlknn", {}, 0, 0.2, table_path=tiny_table).is_file()

@@ -67,4 +67,6 @@ def test_feature_methods_share_the_bce_backbones_features(small):
     fitted = [load_checkpoint(runs / name / "fit" / "best.pt") for name in ("mlknn", "mlspl")]
     assert {f["data_path"] for f in fitted} == {str(runs / "bce" / "features" / "features.parquet")}
     assert fitted[0]["data_sha256"] == fitted[1]["data_sha256"]
-    assert fitted[0]["num_fit"] == len(read_label_table(table).split("train").frame)
+    # fitted on the fit part: the training split minus the validation part the deep methods hold out
+    assert fitted[0]["num_fit"] + fitted[0]["num_val"] == len(read_label_table(table).split("train").frame)
+    assert fitted[0]["num_val"] == load_checkpoint(runs / "bce" / "pretrain" / "best.pt")["num_val"] > 0

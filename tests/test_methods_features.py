@@ -182,3 +182,42 @@ def test_image_backbones_refuse_in_features_and_unknown_names_list_both_kinds():
         build_backbone("small_cnn", in_features=3)
     with pytest.raises(KeyError, match="small_cnn.*mlp"):
         build_backbone("mlp2")
+
+
+def test_the_evaluate_command_scores_every_method_on_a_feature_table(small, tmp_path):
+    """`retdm evaluate` on a MULAN table: the networks trained with the mlp backbone and the
+    estimators fitted on their features, by --runs/-m and by --checkpoint, on both splits."""
+    from click.testing import CliRunner
+
+    from retdm.cli import main
+    from retdm.train.run import final_checkpoint
+
+    table, runs = small
+    names = METHODS.names()
+    for name in names:
+        train_method(table, runs, method_config(name), name, progress=False)
+    methods = [a for name in names for a in ("-m", name)]
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(table), "--runs", str(runs), *methods,
+                                       "--out", str(tmp_path / "m.parquet")])
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(tmp_path / "m.parquet")
+    assert list(got["method"].unique()) == list(names) and set(got["dataset"]) == {"gen"}
+    for name in names:  # the same numbers as the pipeline's evaluate_method
+        expected = evaluate_method(runs, name, table, tmp_path / "e.parquet", tmp_path / "p.parquet")
+        mine = got[got["method"] == name]
+        assert mine["metric"].tolist() == expected["metric"].tolist()
+        np.testing.assert_allclose(mine["value"], expected["value"], rtol=0, atol=1e-12, err_msg=name)
+        predictions = pd.read_parquet(tmp_path / f"m_{name}_predictions.parquet")
+        assert len(predictions) == 120 and predictions.equals(pd.read_parquet(tmp_path / "p.parquet"))
+    for name in ("mlknn", "retdm"):  # one checkpoint file, on the training split
+        result = CliRunner().invoke(main, ["evaluate", "--data", str(table), "--checkpoint",
+                                           str(final_checkpoint(runs, name)), "--split", "train"])
+        assert result.exit_code == 0, result.output
+        assert name in result.stdout and "mAP" in result.stdout
+    # another split of the same rows: the estimator's feature table does not hold its test rows
+    from retdm.data.table import resplit_table
+
+    other = resplit_table(table, tmp_path / "other.parquet", test_fraction=0.3, seed=5)
+    result = CliRunner().invoke(main, ["evaluate", "--data", str(other), "--runs", str(runs), "-m", "mlknn"])
+    assert result.exit_code == 1 and "its test rows differ from those of" in result.stderr, result.output
+    assert "Traceback" not in result.output

@@ -136,6 +136,30 @@ def test_validation_scores_are_the_runs_validation_rows(runs, tiny_table):
     assert np.array_equal(labels, train.labels()[val_rows]) and np.array_equal(scores, all_train[val_rows])
 
 
+def test_a_feature_methods_thresholds_are_tuned_on_rows_its_estimator_was_not_fitted_on(runs, tiny_table, tmp_path):
+    """The fit stage holds out the deep stages' validation part: ML-kNN keeps its fit rows
+    (``x_train``), which are exactly the fit part of the features, none of the tuning rows."""
+    from retdm.train.checkpoint import load_checkpoint, save_checkpoint
+    from retdm.train.data import split_validation
+
+    v = score_validation(runs, "mlknn", tiny_table)
+    features = read_label_table(v.record["data_path"]).split("train")
+    fit_rows, val_rows = split_validation(len(features), 0.2, 0)  # TINY's data.val_fraction, the default seed
+    x = features.frame[features.feature_columns].to_numpy(np.float32)  # (N, D)
+    fitted = v.record["estimator"]["x_train"].numpy()  # (N_fit, D)
+    assert np.array_equal(fitted, x[fit_rows])
+    assert np.array_equal(v.part.frame["image_id"].to_numpy(), features.frame["image_id"].to_numpy()[val_rows])
+    assert not (x[val_rows][:, None, :] == fitted[None]).all(axis=2).any()  # no tuning row among the fitted ones
+    bce = load_checkpoint(runs / "bce/pretrain/best.pt")
+    counts = (v.record["num_fit"], v.record["num_val"])
+    assert counts == (bce["num_fit"], bce["num_val"]) == (len(fit_rows), len(v.part))
+    # an estimator fitted on every training row (before the fit stage held the part out) is refused
+    old = {k: val for k, val in v.record.items() if k != "num_val"}
+    save_checkpoint(tmp_path / "mlknn/fit/best.pt", old)
+    with pytest.raises(DataError, match="fitted on every training row.*re-run its fit stage"):
+        score_validation(tmp_path, "mlknn", tiny_table)
+
+
 def test_another_table_is_refused(runs, tiny_table, tmp_path):
     from retdm.data.table import resplit_table
 

@@ -34,6 +34,9 @@ from retdm.verdict import verdict_sentence, verdicts
 TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",
                  "average_precision", "mAP")
 DECIMALS = 4
+SENSITIVITY_CAPTION = ("C-F1 and O-F1 on the test split for each α (the weight of the metric term J1 + λ·J2) and "
+                       "β (the weight of the reconstruction term Jrec) of L = Lcls + α·(J1 + λ·J2) + β·Jrec, "
+                       "each from the same pretrain model (Fig. 5).")
 
 
 def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -103,8 +106,7 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
     if layout.sweep_results.is_file():
         grid = pd.read_parquet(layout.sweep_results)
         blocks.append(Figure(figures.sensitivity_heatmaps(grid, f"{dataset}: RETDM over alpha x beta"),
-                             "C-F1 and O-F1 on the test split for each α (reconstruction weight) and β (way-2 "
-                             "weight), each from the same pretrain model (Fig. 5).", f"{dataset}-sensitivity"))
+                             SENSITIVITY_CAPTION, f"{dataset}-sensitivity"))
     retdm = final_checkpoint(layout.runs, "retdm")
     if "retdm" in trained and retdm.is_file():
         points, kind, group, _ = shared_embeddings(retdm, layout.table, image_cache=_cache(layout))

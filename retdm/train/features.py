@@ -5,10 +5,13 @@ Legend: N images, D embedding width, M labels.
 ``features`` runs the trained BCE backbone (the ``pretrain`` stage) over every image with the
 test transform (over every feature vector, standardised as in training, for a feature table such
 as a MULAN dataset) and writes Φcnn(image) as a feature label table (``feat_0 … feat_{D-1}`` in
-place of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the training rows of that
-table. So the shallow baselines share the deep methods' backbone, split and labels, and differ
-only in what they learn on top. They use every training row: they select nothing on a
-validation part (their hyper-parameters are fixed), unlike the deep stages.
+place of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the fit part of that
+table's training split: the training rows minus the very validation part the deep stages hold out
+(``retdm.train.data.split_validation`` with the run's seed and ``data.val_fraction``). So the
+shallow baselines share the deep methods' backbone, split, fit rows and labels, and differ only in
+what they learn on top. The estimator selects nothing on the validation part (its
+hyper-parameters are fixed); the part is held out so that ``retdm.thresholds`` tunes every
+method's thresholds on the same rows, none of which its model was fitted on.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from retdm.provenance import file_sha256
 from retdm.revision import code_revision
 from retdm.train import distributed
 from retdm.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from retdm.train.data import split_validation
 from retdm.train.hardware import pick_device, torch_threads
 
 
@@ -88,17 +92,24 @@ def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike
 
 
 def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, method: str,
-                  options: dict[str, Any], seed: int, config: dict[str, Any] | None = None,
+                  options: dict[str, Any], seed: int, val_fraction: float, config: dict[str, Any] | None = None,
                   table_path: str | os.PathLike | None = None) -> Path:
-    """Fit ``method``'s estimator on the training rows of a feature table; write ``best.pt``.
+    """Fit ``method``'s estimator on the fit part of a feature table's training split; write ``best.pt``.
+
+    The training rows are split as the network stages split them
+    (``retdm.train.data.split_validation(n, val_fraction, seed)``): the estimator is fitted on the
+    fit part only, and the validation part is left for ``retdm.thresholds`` to tune on. The
+    checkpoint records ``num_fit`` and ``num_val`` as a network run's does.
 
     Args:
         features_path: a feature label table (``export_features``).
         out_dir: where ``best.pt`` goes.
         method: a registered feature method (one with an ``estimator``).
         options: keyword arguments of the estimator (``TrainConfig.estimator``).
-        seed: the estimator's seed.
-        config: the resolved training config, recorded for provenance.
+        seed: the run's seed: the estimator's and the validation part's.
+        val_fraction: share of the training rows held out as the validation part (``data.val_fraction``).
+        config: the resolved training config, recorded for provenance (and read back by
+            ``retdm.thresholds`` to carve the same validation part).
         table_path: if given, the label table the features must have been exported from.
 
     Returns:
@@ -117,17 +128,20 @@ def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, 
         raise DataError(f"{features_path}: exported from another label table than {table_path}; "
                         f"re-run the features stage (retdm train --stage features)")
     train = table.split("train")
+    fit_rows, val_rows = split_validation(len(train), val_fraction, seed)
+    fit = train.take(fit_rows)
     try:
         estimator = spec.estimator_class()(**options)
     except TypeError as err:
         raise ConfigError(f"estimator options {options} of method {method!r}: {err}") from None
     with torch_threads(1):  # small tensors: see torch_threads; also the same bits on every machine
-        estimator.fit(train.frame[train.feature_columns].to_numpy(np.float32), train.labels(), seed=seed)
+        estimator.fit(fit.frame[fit.feature_columns].to_numpy(np.float32), fit.labels(), seed=seed)
     best = Path(out_dir) / "best.pt"
     save_checkpoint(best, {
         "method": method, "stage": "fit", "estimator": estimator.state_dict(), "options": dict(options),
         "config": config, "seed": seed, "label_names": list(table.label_names), "dataset": table.name,
-        "data_path": str(features_path), "data_sha256": file_sha256(features_path), "num_fit": len(train.frame),
+        "data_path": str(features_path), "data_sha256": file_sha256(features_path), "num_fit": len(fit_rows),
+        "num_val": len(val_rows),
         "retdm_version": __version__, "code_revision": code_revision(),
     })
     return best

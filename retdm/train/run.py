@@ -88,7 +88,8 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
                             device=cfg.device, progress=progress, image_cache=image_cache)
         if "fit" in stages:
             best = fit_estimator(stage_dir(out_dir, method, "features") / FEATURES_FILE,
-                                 stage_dir(out_dir, method, "fit"), method, cfg.estimator, cfg.seed, cfg.to_dict(),
+                                 stage_dir(out_dir, method, "fit"), method, cfg.estimator, cfg.seed,
+                                 cfg.data.val_fraction, cfg.to_dict(),
                                  table_path=table_path)
     return best
 

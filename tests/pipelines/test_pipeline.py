@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.project_copy import RUN_OUTPUTS, copy_project
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
@@ -47,14 +49,9 @@ def set_params(repo: Path, **changes) -> None:
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
-    """The project's files (tracked and untracked, not ignored) in a fresh git repo, tiny params."""
-    repo = tmp_path_factory.mktemp("origin")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for rel in filter(None, files):
-        if (ROOT / rel).is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, repo / rel)
+    """The project's git-tracked files (never a run's dvc.lock or outputs) in a fresh git repo, tiny params."""
+    repo = copy_project(tmp_path_factory.mktemp("origin"))
+    assert not any((repo / out).exists() for out in RUN_OUTPUTS), "a run's outputs leaked into the copy"
     set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
                         "validate.tolerance": 0.05, "train": TINY, "methods": {m: {} for m in METHODS},
                         "seeds": SEEDS, "retdm_variants": ["retdm"], "deep_baselines": ["bce_ft"],

@@ -1,6 +1,8 @@
 """The report's tables and verdicts from a comparison table (the page itself: test_page, and the
 whole report from a real pipeline run, in a browser: tests/pipelines/test_pipeline.py)."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 
@@ -50,3 +52,23 @@ def test_epoch_logs_follow_each_networks_stages_and_skip_feature_methods(tmp_pat
     assert list(logs.columns) == ["method", "stage", "epoch", "train_loss", "val_loss", "val_mAP"]
     assert logs.groupby(["method", "stage"], sort=False).size().to_dict() == {
         ("bce", "pretrain"): 3, ("retdm", "pretrain"): 3, ("retdm", "embed"): 2, ("retdm", "finetune"): 1}
+
+
+def test_sensitivity_caption_names_alpha_the_metric_weight_and_beta_the_reconstruction_weight(tmp_path, tiny_table):
+    """Eq. 13: L = Lcls + α·(J1 + λ·J2) + β·Jrec (the α × β heat map once called α the reconstruction
+    weight and β the way-2 weight)."""
+    from retdm.layout import Layout
+    from retdm.report.build import dataset_section
+    from retdm.report.page import Figure
+
+    layout = Layout("toy", tmp_path)
+    layout.table.parent.mkdir(parents=True)
+    shutil.copy2(tiny_table, layout.table)
+    layout.sweep_results.parent.mkdir(parents=True)
+    pd.DataFrame([{"alpha": a, "beta": b, "CF1": 0.7, "OF1": 0.7} for a in (0.1, 1.0) for b in (0.5, 1.0)]) \
+        .to_parquet(layout.sweep_results)
+    section = dataset_section(tmp_path, "toy", comparison(1, 0.0), [], 0.5)
+    [caption] = [b.caption for b in section.blocks if isinstance(b, Figure) and b.name == "toy-sensitivity"]
+    assert "α (the weight of the metric term J1 + λ·J2)" in caption
+    assert "β (the weight of the reconstruction term Jrec)" in caption
+    assert "reconstruction weight" not in caption and "way-2" not in caption

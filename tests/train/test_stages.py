@@ -153,3 +153,61 @@ def test_the_thread_count_is_recorded_and_restored(tiny_table, tiny_cfg, tmp_pat
                         on_epoch_end=lambda stage, epoch: during.append(torch.get_num_threads()))
     assert during == [1, 1] and torch.get_num_threads() == before
     assert load_checkpoint(best)["config"]["threads"] == 1
+
+
+def gated_softmax(anchor, positive, negatives, mask):
+    """DESIGN §1, one row: −log softmax of −[d(a, p), d(a, n_1) …] at the positive (Euclidean, not
+    squared; masked negatives left out), kept only where some negative is at least as close."""
+    d_pos = torch.linalg.vector_norm(anchor - positive)
+    d_neg = torch.linalg.vector_norm(anchor[None] - negatives[mask], dim=1)
+    if len(d_neg) == 0 or d_pos < d_neg.min():
+        return torch.zeros((), dtype=anchor.dtype)
+    return -torch.log_softmax(-torch.cat([d_pos[None], d_neg]), dim=0)[0]
+
+
+def test_the_finetune_step_loss_is_lcls_plus_alpha_j_plus_beta_jrec(tiny_table, tiny_cfg, tmp_path, monkeypatch):
+    """Eq. 13 with J = mean(J1 + λ·J2) and Jrec = MSE(Φrec(f_y), y), each part recomputed here from
+    the model's own submodules; α, β, λ distinct, so swapping two of them (or reconstructing f_I
+    instead of f_y) changes the loss."""
+    import torch.nn.functional as F
+
+    from retdm.neighbours import sample_pool_items
+
+    alpha, beta, lam = 0.3, 0.7, 0.5
+    cfg = dataclasses.replace(tiny_cfg, loss=dataclasses.replace(tiny_cfg.loss, alpha=alpha, beta=beta, lam=lam,
+                                                                 two_way=True, way2="bank")).validate()
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=cfg.loss.k, seed=0, cache=True)
+    captured = []  # the finetune stage's own StageRun, its step loss included, not run
+    monkeypatch.setattr(stages, "run_stage", captured.append)
+    stages.finetune(model, data, cfg, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
+    (run,) = captured
+    run.before_training()  # fills the bank of way-2 image embeddings
+    run.before_epoch(0)  # draws the crops and the way-2 pool images
+    images, labels, rows = next(iter(torch.utils.data.DataLoader(run.fit, batch_size=16)))
+    index, mask = data.fit_nbr.index[rows], data.fit_nbr.mask[rows]  # (B, K) neighbour label sets
+    items = sample_pool_items(data.neighbours, index, run.step_loss.draws[True][rows])  # (B, K) their pool images
+    with torch.no_grad():  # way 2's images: their test view, eval mode, before a train step moves BatchNorm's stats
+        f_nbr_img = model.eval().backbone(data.fit_eval.images(items)).view(*items.shape, -1)  # (B, K, D)
+    model.train()
+    loss, parts, _ = run.step_loss((images, labels, rows), True)
+
+    with torch.no_grad():
+        f_img = model.backbone(images)  # (B, D) f_I, train mode as the step
+        cls = F.binary_cross_entropy_with_logits(model.classifier(f_img), labels)
+        f_y = model.label_net(labels)  # (B, D)
+        f_nbr_y = model.label_net(data.sets[index])  # (B, K, D)
+        j1 = torch.stack([gated_softmax(f_img[i], f_y[i], f_nbr_y[i], mask[i]) for i in range(len(rows))])
+        j2 = torch.stack([gated_softmax(f_y[i], f_img[i], f_nbr_img[i], mask[i]) for i in range(len(rows))])
+        j = (j1 + lam * j2).mean()
+        rec = (model.reconstructor(f_y) - labels).pow(2).mean()
+    assert (j1 > 0).any() and (j2 > 0).any()  # both ways take part in this batch
+    assert abs(j - rec) > 0.1 and abs(cls - rec) > 0.1  # so a swap of α and β would show
+    assert (model.reconstructor(f_img) - labels).pow(2).mean().sub(rec).abs() > 0.01  # Φrec(f_I) would show
+    torch.testing.assert_close(parts["cls"], cls, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts["metric"], j, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts["rec"], rec, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.detach(), cls + alpha * j + beta * rec, rtol=1e-5, atol=1e-6)
