@@ -15,16 +15,10 @@ import pytest
 import yaml
 
 from tests.project_copy import RUN_OUTPUTS, copy_project
+from tests.tiny_params import METHODS, SEEDS, TINY, TINY_PARAMS, set_params
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
-        "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
-# One method of each kind, so every kind of stage runs: embed → finetune, finetune_baseline (the
-# bce_ft control), features → fit (tests/test_methods.py trains every method); two seeds.
-METHODS = ["bce", "bce_ft", "retdm", "mlknn"]
-SEEDS = [0, 1]
-
 pytestmark = pytest.mark.slow
 
 
@@ -36,27 +30,12 @@ def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess
     return proc
 
 
-def set_params(repo: Path, **changes) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for key, value in changes.items():
-        node = params
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
     """The project's git-tracked files (never a run's dvc.lock or outputs) in a fresh git repo, tiny params."""
     repo = copy_project(tmp_path_factory.mktemp("origin"))
     assert not any((repo / out).exists() for out in RUN_OUTPUTS), "a run's outputs leaked into the copy"
-    set_params(repo, **{"datasets.synthetic.num_images": 160, "datasets.synthetic.image_size": 32,
-                        "validate.tolerance": 0.05, "train": TINY, "methods": {m: {} for m in METHODS},
-                        "seeds": SEEDS, "retdm_variants": ["retdm"], "deep_baselines": ["bce_ft"],
-                        "feature_methods": ["mlknn"],
-                        "sweep": {"datasets": ["synthetic"], "alpha": [0.01, 1.0], "beta": [1.0], "train": {}}})
+    set_params(repo, **TINY_PARAMS)
     sh(repo, "git", "init", "-q")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "-c", "user.email=ci@retdm", "-c", "user.name=ci", "commit", "-qm", "tiny")
@@ -160,6 +139,41 @@ def test_changing_one_method_reruns_only_that_method_and_compare(repro):
         sh(repro, "git", "checkout", "params.yaml")
     assert {"compare", "report"} < changed and not any(s.endswith(("-0", "-1")) for s in changed)
     assert {f"evaluate@synthetic-{m}-2" for m in METHODS} < changed and "pretrain@synthetic-2" in changed
+
+
+def test_dvc_shows_the_metrics_the_plots_and_an_experiment_and_retdm_publishes_it(repro):
+    summary = json.loads((repro / "results/metrics.json").read_text())
+    shown = json.loads(sh(repro, "dvc", "metrics", "show", "--json").stdout)[""]["data"]["results/metrics.json"]["data"]
+    assert shown["synthetic"]["retdm"]["mAP"] == summary["synthetic"]["retdm"]["mAP"]
+    assert shown["synthetic"]["bce_ft"]["seeds"] == len(SEEDS) and "mAP_std" in shown["synthetic"]["bce_ft"]
+    assert "synthetic.bce_ft.mAP_std" in sh(repro, "dvc", "metrics", "show").stdout
+    diff = json.loads(sh(repro, "dvc", "metrics", "diff", "--json").stdout)["results/metrics.json"]
+    assert diff["synthetic.retdm.CF1"]["new"] == summary["synthetic"]["retdm"]["CF1"]  # HEAD has none: all new
+    plots = json.loads(sh(repro, "dvc", "plots", "show", "--json").stdout)["data"]
+    assert {f"reports/plots/epochs/synthetic-{m}.csv" for m in ("bce", "bce_ft", "retdm")} <= set(plots)
+    assert "reports/plots/sweep/synthetic.csv" in plots and "reports/figures/synthetic-convergence.png" in plots
+    curve = pd.read_csv(repro / "reports/plots/epochs/synthetic-retdm.csv")
+    assert list(curve["stage"]) == ["pretrain", "embed", "finetune"] and list(curve["step"]) == [1, 2, 3]
+
+    # An experiment in a temporary copy (what `make compare` runs): the workspace stays as it was.
+    before = {p: (repro / p).read_bytes() for p in ("params.yaml", "dvc.lock", "results/metrics.json")}
+    sh(repro, "dvc", "exp", "run", "--temp", "--name", "knn5", "-S", "methods.mlknn={estimator: {k: 5}}")
+    assert {p: (repro / p).read_bytes() for p in before} == before
+    rows = json.loads(sh(repro, "dvc", "exp", "show", "--json").stdout)
+    revs = [r for row in rows for e in (row.get("experiments") or []) for r in e["revs"]]
+    (knn5,) = [r["data"] for r in revs if r.get("name") == "knn5"]
+    assert knn5["params"]["params.yaml"]["data"]["methods"]["mlknn"] == {"estimator": {"k": 5}}
+    assert "mAP" in knn5["metrics"]["results/metrics.json"]["data"]["synthetic"]["mlknn"]
+    sh(repro, "retdm", "publish", "knn5", "--exp", "knn5", "--command", "dvc exp run")
+    record = json.loads((repro / "results/published/knn5.json").read_text())
+    assert record["params"]["methods"]["mlknn"] == {"estimator": {"k": 5}}
+    assert record["results"]["synthetic"]["bce"] == summary_of(repro / "results/metrics.parquet")["synthetic"]["bce"]
+
+
+def summary_of(path: Path) -> dict:
+    from retdm.published import summarise
+
+    return summarise(pd.read_parquet(path))
 
 
 def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
