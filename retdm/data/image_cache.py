@@ -8,8 +8,8 @@ Layout of a cache directory::
     shard_00001.npy      ...
 
 Every image of the label table is decoded with :func:`retdm.data.dataset.read_image` and resized
-to ``size × size`` by ``torchvision.transforms.v2.functional.resize(image, [size, size],
-antialias=True)`` (bilinear), the very call the transforms make. Shards are opened with
+to ``size × size`` by :func:`retdm.data.transforms.resize_square` (bilinear, antialiased), the
+very call the transforms make. Shards are opened with
 ``np.load(mmap_mode="r")``, so reading an image is a 3·size² byte copy from the page cache.
 
 What to cache, and what it changes
@@ -25,8 +25,8 @@ Staleness
     row; ``index.parquet`` holds each row's ``path`` and file size, so a subset of the table (a
     split) can be checked against the cache too (``ImageCache(..., expect_table=split)``).
     Pixel values are not hashed: an image rewritten in place at the same byte size goes unnoticed;
-    rebuild after editing images. Results are byte-exact only for the torchvision version that
-    built the cache (recorded in ``cache.json``).
+    rebuild after editing images. Results are byte-exact only for the torch version that built
+    the cache (recorded in ``cache.json``).
 
 Builds are atomic: everything is written to a temporary sibling directory that is renamed onto
 ``out_dir`` only when complete; an existing cache there is replaced only then, and left untouched
@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torchvision
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -142,8 +141,8 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
         meta = {
             "format": FORMAT_VERSION, "size": size, "count": n, "shard_size": shard_size, "shards": shards,
             "table_sha256": fingerprint(files), "table_name": table.name,
-            "resize": {"call": "torchvision.transforms.v2.functional.resize", "interpolation": "bilinear",
-                       "antialias": True, "torchvision": torchvision.__version__, "torch": torch.__version__},
+            "resize": {"call": "torch.nn.functional.interpolate", "interpolation": "bilinear",
+                       "antialias": True, "torch": torch.__version__},
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         replace_dir(tmp, out_dir)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -43,8 +43,15 @@ class TransformSpec:
 
 
 def resize_square(image: Tensor, size: int) -> Tensor:
-    """uint8 (3, H, W) → uint8 (3, size, size), antialiased; unchanged when already that size."""
-    return TF.resize(image, [size, size], antialias=True)  # (3, size, size)
+    """uint8 (3, H, W) → uint8 (3, size, size), bilinear and antialiased; unchanged when already that size.
+
+    The same bytes as ``torchvision.transforms.v2.functional.resize(image, [size, size],
+    antialias=True)`` (both reach torch's uint8 antialiased kernel; tests/data/test_image_cache.py
+    checks it), without importing torchvision, whose import pulls in ``torch._dynamo`` (about
+    2 s of every stage's start-up).
+    """
+    return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0]  # (3, size, size)
 
 
 def from_source(image: Tensor, spec: TransformSpec) -> Tensor:

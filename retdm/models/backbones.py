@@ -31,13 +31,16 @@ import pickle
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision.models as tvm
 from torch import Tensor, nn
 
 from retdm.errors import ConfigError
 from retdm.registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:  # torchvision is imported only where a torchvision model is built (~2 s of start-up)
+    import torchvision.models as tvm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -268,6 +271,8 @@ def _vgg(arch: Callable[..., tvm.VGG], weights_enum: tvm.WeightsEnum, *, embed_d
 @BACKBONES.register("vgg16")
 def vgg16(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """VGG-16, fc8 dropped, fc7 resized to embed_dim (the paper's Φcnn)."""
+    import torchvision.models as tvm
+
     return _vgg(tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1, embed_dim=embed_dim, pretrained=pretrained)
 
 
@@ -314,6 +319,8 @@ def _resnet(arch: Callable[..., tvm.ResNet], weights_enum: tvm.WeightsEnum, *, e
 @BACKBONES.register("resnet18")
 def resnet18(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """ResNet-18, fc replaced by Linear(512, embed_dim)."""
+    import torchvision.models as tvm
+
     return _resnet(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, embed_dim=embed_dim,
                    pretrained=pretrained)
 
@@ -323,6 +330,8 @@ def resnet50(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """ResNet-50, fc replaced by Linear(2048, embed_dim)."""
     # V2 (80.9% top-1) is torchvision's default; pinned here so a torchvision upgrade that
     # changes DEFAULT cannot silently change which file is expected.
+    import torchvision.models as tvm
+
     return _resnet(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, embed_dim=embed_dim,
                    pretrained=pretrained)
 
