@@ -103,16 +103,25 @@ def publish(name: str, root: str | os.PathLike = ".", *, exp: str | None = None,
     gains = pd.concat([verdicts(long, d) for d in long["dataset"].unique()], ignore_index=True)
     record = {
         "name": name, "command": command, "wall_seconds": None if seconds is None else round(float(seconds)),
-        "commit": commit, "experiment": exp,
-        "machine": {"system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "torch": _version("torch")},
+        "commit": commit, "experiment": exp, "machine": machine_info(),
         "params": yaml.safe_load(params),
         "dvc_lock_sha256": hashlib.sha256(lock.encode()).hexdigest(),
         "metrics_sha256": hashlib.sha256(metrics).hexdigest(),
         "results": summarise(long),
         "verdicts": json.loads(gains.to_json(orient="records")),
     }
-    out = root / PUBLISHED / f"{name}.json"
+    return write_record(record, root)
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a published figure came from."""
+    return {"system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": _version("torch")}
+
+
+def write_record(record: dict[str, Any], root: str | os.PathLike = ".") -> Path:
+    """``record`` as ``results/published/<record["name"]>.json``, atomically."""
+    out = Path(root) / PUBLISHED / f"{record['name']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
     atomic_write(out, lambda tmp: Path(tmp).write_text(text))
@@ -130,7 +139,30 @@ def _version(package: str) -> str | None:
 
 def render_block(record: dict[str, Any]) -> str:
     """The Markdown a README block shows for one published file: per dataset a table of mean ± std
-    over seeds, the verdict sentence, and where the numbers came from."""
+    over seeds and the verdict sentence (a run), or a table of timed steps (``timings``: a
+    benchmark), then where the numbers came from."""
+    lines = render_timings(record) if "timings" in record else render_results(record)
+    wall = f", {record['wall_seconds'] / 60:.0f} min wall time" if record.get("wall_seconds") else ""
+    machine = record["machine"]
+    lines.append(f"<sub>From `results/published/{record['name']}.json`: `{record['command']}` at commit "
+                 f"{record['commit'][:10]} on {machine['cpus']} CPU cores ({machine['machine']}, torch "
+                 f"{machine['torch']}){wall}; regenerate with `retdm publish --readme`.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def render_timings(record: dict[str, Any]) -> list[str]:
+    """``timings``: [{"step", "seconds", "target_s" (optional)}] as a table with each step's verdict."""
+    lines = ["| step | wall time | target | |", "|---|---:|---:|---|"]
+    for t in record["timings"]:
+        target = t.get("target_s")
+        verdict = "" if target is None else ("PASS" if t["seconds"] <= target else "FAIL")
+        lines.append(f"| {t['step']} | {t['seconds'] / 60:.1f} min ({t['seconds']:.0f} s) | "
+                     f"{'' if target is None else f'≤ {target / 60:.0f} min'} | {verdict} |")
+    return lines + [""]
+
+
+def render_results(record: dict[str, Any]) -> list[str]:
+    """A run's results: per dataset a table of mean ± std over seeds, and the verdict sentence."""
     lines = []
     for dataset, methods in record["results"].items():
         metrics = [m for m in TABLE_METRICS if any(m in v for v in methods.values())]
@@ -148,12 +180,7 @@ def render_block(record: dict[str, Any]) -> str:
             gains["gains"] = gains["gains"].apply(tuple)
             lines += ["", verdict_sentence(gains, HEADERS)]
         lines.append("")
-    wall = f", {record['wall_seconds'] / 60:.0f} min wall time" if record.get("wall_seconds") else ""
-    machine = record["machine"]
-    lines.append(f"<sub>From `results/published/{record['name']}.json`: `{record['command']}` at commit "
-                 f"{record['commit'][:10]} on {machine['cpus']} CPU cores ({machine['machine']}, torch "
-                 f"{machine['torch']}){wall}; regenerate with `retdm publish --readme`.</sub>")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def rewrite_readme(text: str, published: str | os.PathLike) -> str:
