@@ -157,7 +157,7 @@ def test_dvc_shows_the_metrics_the_plots_and_an_experiment_and_retdm_publishes_i
 
     # An experiment in a temporary copy (what `make compare` runs): the workspace stays as it was.
     before = {p: (repro / p).read_bytes() for p in ("params.yaml", "dvc.lock", "results/metrics.json")}
-    sh(repro, "dvc", "exp", "run", "--temp", "--name", "knn5", "-S", "methods.mlknn={estimator: {k: 5}}")
+    sh(repro, "dvc", "exp", "run", "--temp", "--name", "knn5", "-S", "+methods.mlknn.estimator.k=5")
     assert {p: (repro / p).read_bytes() for p in before} == before
     rows = json.loads(sh(repro, "dvc", "exp", "show", "--json").stdout)
     revs = [r for row in rows for e in (row.get("experiments") or []) for r in e["revs"]]
