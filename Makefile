@@ -56,7 +56,7 @@ clean:
 SCENE ?= ../shared/datasets/miml_scene
 scene: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run --name scene-lite \
-	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
+	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), inputs: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
 	  -S '~methods' -S '+methods={bce: {}, retdm: {}}' -S 'retdm_variants=[retdm]' -S 'deep_baselines=[]' -S 'feature_methods=[]' \
 	  -S 'sweep.datasets=[]'
 	@echo "results: results/comparison.parquet, reports/comparison.md (scene beside the paper's Table II)"

@@ -14,7 +14,8 @@ from retdm.train.lock import LOCK_FILE, hold
 from retdm.train.run import train_method
 
 ROOT = Path(__file__).resolve().parents[2]
-HOLDER = "import sys, time; from retdm.train.lock import hold\nwith hold([sys.argv[1]]):\n print('held', flush=True); time.sleep(600)"
+HOLDER = ("import sys, time; from retdm.train.lock import hold\n"
+          "with hold([sys.argv[1]]):\n print('held', flush=True); time.sleep(600)")
 
 
 def start_holder(directory: Path) -> subprocess.Popen:
