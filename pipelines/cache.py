@@ -42,7 +42,7 @@ def main(dataset: str) -> None:
         print(f"{dataset}: {len(table)} images cached at {cfg.data.resize} px in {layout.cache}")
         return
     if table.has_images:  # no cache to build, but the images are checked all the same
-        bad = find_unreadable_images(table.root, table.frame["path"])
+        bad = find_unreadable_images(table.root, table.frame["path"], progress=True)
         if bad:
             raise DataError(f"{layout.table} (images under {table.root}): {unreadable_message(bad, len(table))}; "
                             f"replace or remove them (and their rows), then run the stages from download again")
