@@ -72,7 +72,7 @@ scene: setup
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; start=$$(date +%s); \
 	dvc exp remove scene >/dev/null 2>&1; \
 	dvc exp run --temp --name scene -S 'seeds=[0,1,2]' \
-	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
+	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), inputs: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
 	  -S '~methods' -S '+methods={bce: {}, bce_ft: {}, retdm: {}}' -S 'retdm_variants=[retdm]' -S 'deep_baselines=[bce_ft]' \
 	  -S 'feature_methods=[]' -S 'sweep.datasets=[]' && \
 	mkdir -p results && echo $$(( $$(date +%s) - start )) > results/scene.seconds && \

@@ -9,6 +9,9 @@ Runs, in one process on this machine:
 - ``image_cache``: reading images from the image cache against decoding the JPEGs and resizing
   them (the real scene images when ``../shared/datasets/miml_scene`` is there, else ``synthetic``;
   target ≥ 5×);
+- ``image_check``: decoding every image before training (``find_unreadable_images``, on its
+  default threads) against the same check on one thread, a serial decode (the 2,000 scene JPEGs;
+  skipped when ``../shared/datasets/miml_scene`` is absent; target >= 1.3x with two cores or more);
 - ``step``: one RETDM training step (way 2 from the bank, and exact ``forward``) against one
   BCE step on the same backbone and batch (target ≤ 1.3× with the bank);
 - ``synthetic`` (only with ``--synthetic``, about 25 minutes): BCE, RETDM, RETDM one-way and a
@@ -51,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_cache  # noqa: E402
+import bench_image_check  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_neighbours  # noqa: E402
 import bench_step  # noqa: E402
@@ -75,12 +79,18 @@ def rows() -> list[dict]:
     n = bench_neighbours.main()
     s = bench_step.main()
     c = bench_cache.main()
+    i = bench_image_check.main()
+    check = [] if i is None else [dict(
+        benchmark="image_check", case=f"scene, {i['n']:,} JPEGs, {i['cores']} usable cores",
+        measured=f"find_unreadable_images, {i['workers']} threads", baseline="the same, 1 thread (serial decode)",
+        measured_s=i["parallel_s"], baseline_s=i["serial_s"], ratio=i["ratio"], ratio_kind="speedup",
+        target=f">= {bench_image_check.TARGET_RATIO:g}x with >= 2 cores", passed=i["pass"])]
     step_case = f"{s['backbone']}, batch {s['batch']}, {s['size']} px, k = {s['k']}"
     cache = [dict(benchmark="image_cache", case=f"{c['dataset']}, {size} px", measured="ImageCache read",
                   baseline="read_image + resize", measured_s=c["n"] / r["cache_per_s"],
                   baseline_s=c["n"] / r["decode_per_s"], ratio=r["ratio"], ratio_kind="speedup", target=">= 5x",
                   passed=r["pass"]) for size, r in c["sizes"].items()]
-    return cache + [
+    return cache + check + [
         dict(benchmark="metrics", case=f"{m['n']:,} x {m['m']} labels", measured="retdm.metrics.evaluate",
              baseline="scikit-learn", measured_s=m["retdm_s"], baseline_s=m["sklearn_s"], ratio=m["ratio"],
              ratio_kind="speedup", target=">= 5x and <= 1 s", passed=m["pass_ratio"] and m["pass_time"]),

@@ -12,22 +12,36 @@
 - ``mulan``: MULAN ARFF + XML feature files (``options: {arff:, xml:, test_arff:}``).
 
 ``options`` go to the importer as they are (e.g. ``{keep_unannotated: true}`` for coco,
-``{difficult: ignore}`` for voc2007). The image files and archives are not DVC dependencies
-(only these params are; the label table records what it was made from): after changing them in
-place, run ``dvc repro -f download@<name>``. Usage: ``python -m pipelines.download DATASET``.
+``{difficult: ignore}`` for voc2007).
+
+``inputs`` (required) is the file or folder the dataset is made from: ``dvc.yaml`` lists it as a
+dependency of ``download@<name>``, so editing a label in your CSV, replacing an image or a table
+re-runs download and everything after it (``dvc status`` says so). It must hold every file the
+entry names (``images``, ``csv``, ``table`` and the images the table points to, ``from``, the
+MULAN files), which :func:`check_inputs` enforces before anything is read. Why a key of its own:
+DVC dependencies are paths written into ``dvc.yaml``, and its templates cannot leave a path out
+for a dataset without it (``${item.csv}`` fails for ``synthetic``) nor splice in a list, so every
+dataset names one path; a generated or downloaded dataset, with no file of yours, names its code
+(``retdm/data/synthetic.py``; ``retdm/data/sources.py``, whose pinned checksums the downloads are
+checked against). A fingerprint written by a stage would not do: ``dvc status`` compares
+dependencies only, and a stage that always runs to refresh it would never let the pipeline be up
+to date. Usage: ``python -m pipelines.download DATASET``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from pipelines.params import Layout, dataset_spec, load_params, stage_main
 from retdm.data.folder import import_folder
 from retdm.data.registry import DATASETS, load_importers
 from retdm.data.synthetic import make_synthetic
-from retdm.data.table import copy_table
+from retdm.data.table import copy_table, recorded_root
 from retdm.errors import ConfigError, DataError
 
 SYNTHETIC_KEYS = ("num_images", "image_size", "seed")
@@ -48,6 +62,7 @@ def download(name: str, spec: dict[str, Any], out_dir: Path, downloads: Path | N
     """
     source, out = spec.get("source"), out_dir / "labels.parquet"
     options = dict(spec.get("options") or {})
+    check_inputs(name, spec)
     if source == "synthetic":
         make_synthetic(out_dir, **{k: spec[k] for k in SYNTHETIC_KEYS if k in spec}, progress=True)
     elif source == "folder":
@@ -77,6 +92,40 @@ def download(name: str, spec: dict[str, Any], out_dir: Path, downloads: Path | N
         raise ConfigError(f"params.yaml datasets.{name}.source is {source!r}; the pipeline can download: "
                           f"{', '.join(('synthetic', 'folder', 'table', *OFFICIAL, 'mulan'))}")
     return out
+
+
+def check_inputs(name: str, spec: dict[str, Any]) -> None:
+    """Check that ``spec["inputs"]`` exists and holds every file of the user's that the dataset is
+    made from, so that DVC, which hashes ``inputs``, sees any of them change.
+
+    Raises:
+        ConfigError: ``inputs`` is not set, or a file lies outside it (naming the key, the file and the fix).
+        DataError: ``inputs`` does not exist.
+    """
+    if not spec.get("inputs"):
+        raise ConfigError(f"params.yaml datasets.{name}.inputs is not set; name the file or folder the dataset is "
+                          f"made from (a dependency of download@{name})")
+    inputs = Path(spec["inputs"])
+    if not inputs.exists():
+        raise DataError(f"{inputs}: datasets.{name}.inputs not found; set it to the file or folder the dataset is "
+                        f"made from")
+    if Path.cwd().resolve().is_relative_to(inputs.resolve()):
+        raise ConfigError(f"params.yaml datasets.{name}.inputs is {str(inputs)!r}, which holds this repository and "
+                          f"so the pipeline's own outputs; name a file or folder outside it, or inside but outside "
+                          f"data/, runs/ and results/")
+    used = {key: spec[key] for key in ("images", "csv", "table", "from") if spec.get(key)}
+    used |= {f"options.{key}": value for key, value in (spec.get("options") or {}).items()
+             if key in ("arff", "xml", "test_arff", "images") and value}
+    if spec.get("source") == "table" and Path(spec.get("table", "")).is_file():
+        with contextlib.suppress(pa.ArrowInvalid, OSError):  # not Parquet: copy_table says so next
+            used["table's retdm.root"] = recorded_root(spec["table"])  # its images, wherever they are
+    outside = {key: str(path) for key, path in used.items()
+               if not Path(path).resolve().is_relative_to(inputs.resolve())}
+    if outside:
+        key, path = next(iter(outside.items()))
+        raise ConfigError(f"params.yaml datasets.{name}.inputs is {str(inputs)!r}, but {key} ({path}) lies outside "
+                          f"it, so DVC would not see it change; set inputs to a folder that holds "
+                          f"{', '.join(map(str, used.values()))}")
 
 
 def _call(name: str, importer, options: dict[str, Any], *args: Any, out: Path) -> None:

@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
-from retdm.data.table import FEATURE_PREFIX, META_PREFIX, SPLITS, atomic_write
+from retdm.data.table import FEATURE_PREFIX, META_PREFIX, SPLITS, atomic_write, recorded_root
 from retdm.errors import DataError
 
 SUITE_NAME = "retdm_label_table"
@@ -88,7 +87,8 @@ def check_label_table(table_path, root, declared_labels: list[str], *, dataset: 
 
     Args:
         table_path: the Parquet label table.
-        root: directory the ``path`` column is relative to.
+        root: directory the ``path`` column is relative to; ``None``: the table's recorded
+            ``retdm.root`` (where its importer put or found the images), else its directory.
         declared_labels: the label names the dataset declares, in column order.
         dataset: dataset name, for the report.
         test_fraction: expected share of ``test`` rows; ``None`` for an official split (any share in [0, 1]).
@@ -107,8 +107,9 @@ def check_label_table(table_path, root, declared_labels: list[str], *, dataset: 
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     frame, recorded = _read_raw(Path(table_path))
+    root = recorded_root(table_path) if root is None else Path(root)
     declared = [str(n) for n in declared_labels]
-    checks, frames = _plan(frame, recorded, declared, Path(root), test_fraction, tolerance, sample_images, seed)
+    checks, frames = _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_images, seed)
     context = gx.get_context(mode="ephemeral")  # in memory: no files, no network
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     context.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=[c.expectation for c in checks]))
@@ -251,25 +252,15 @@ def _probe_features(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _probe_images(paths: pd.Series, root: Path, size: int, seed: int) -> pd.DataFrame:
-    """A seeded sample of ``paths``: columns ``path``, ``decodes`` (bool) and ``error`` (why not)."""
+    """A seeded sample of ``paths``: columns ``path``, ``decodes`` (bool) and ``error`` (why not),
+    each image decoded as training decodes it (``retdm.data.dataset.find_unreadable_images``)."""
+    from retdm.data.dataset import find_unreadable_images  # torch: only when images are probed
+
     rows = np.sort(np.random.default_rng(seed).choice(len(paths), size=min(size, len(paths)), replace=False))
-    out = {"path": [], "decodes": [], "error": []}
-    for rel in paths.iloc[rows]:
-        error = ""
-        if not isinstance(rel, str) or not rel:
-            error = "empty path"
-        elif not (root / rel).is_file():
-            error = "file not found"
-        else:
-            try:
-                with Image.open(root / rel) as image:
-                    image.load()
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-                error = f"does not decode ({type(err).__name__}: {err})"
-        out["path"].append(rel if isinstance(rel, str) else None)
-        out["decodes"].append(not error)
-        out["error"].append(error)
-    return pd.DataFrame(out)
+    sample = [rel if isinstance(rel, str) else None for rel in paths.iloc[rows]]
+    errors = dict(find_unreadable_images(root, sample))
+    return pd.DataFrame({"path": sample, "decodes": [rel not in errors for rel in sample],
+                         "error": [errors.get(rel, "") for rel in sample]})
 
 
 def _entry(check: _Check, res) -> dict:

@@ -48,14 +48,18 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         raise ConfigError(f"{path}: sweep.datasets {swept} " + (f"names {unknown}, not in datasets" if unknown else
                           "needs retdm in methods") + "; list datasets of `datasets` (or none: sweep.datasets: [])")
     for name, spec in (params["datasets"] or {}).items():
-        absent = [k for k in ("source", "official_split", "train") if not isinstance(spec, dict) or k not in spec]
+        absent = [k for k in DATASET_KEYS if not isinstance(spec, dict) or k not in spec]
         if absent:
-            raise ConfigError(f"{path}: datasets.{name} lacks {absent}; every dataset names its `source`, whether "
-                              f"to keep its `official_split` (true/false) and its `train` overrides (`train: {{}}` "
-                              f"for none); dvc.yaml lists them as params")
+            raise ConfigError(f"{path}: datasets.{name} lacks {absent}; every dataset names its `source`, its "
+                              f"`inputs` (the file or folder it is made from, e.g. the folder of your images and "
+                              f"CSV; retdm/data/synthetic.py for a generated one), whether to keep its "
+                              f"`official_split` (true/false) and its `train` overrides (`train: {{}}` for none); "
+                              f"dvc.yaml lists them as params, and `inputs` as a dependency of download")
     return params
 
 
+# Keys every dataset must have: dvc.yaml's templates read them (a missing one breaks every stage).
+DATASET_KEYS = ("source", "inputs", "official_split", "train")
 DISTRIBUTED_KEYS = {"nproc_per_node": int, "nnodes": int, "rdzv_endpoint": str}
 
 

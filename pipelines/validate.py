@@ -26,7 +26,9 @@ def main(dataset: str) -> None:
     if not layout.table.is_file():
         raise DataError(f"{layout.table}: split table not found; run `dvc repro split@{dataset}` first")
     declared = spec.get("labels") or declared_labels(spec.get("source", ""), layout.table)
-    report = check_label_table(layout.table, layout.raw, list(declared), dataset=dataset,
+    # The images are where the table says (``retdm.root``): beside the raw table for a generated
+    # or downloaded dataset, the user's own folder for ``source: table`` or ``folder``.
+    report = check_label_table(layout.table, None, list(declared), dataset=dataset,
                                test_fraction=None if spec.get("official_split") else params["split"]["test_fraction"],
                                tolerance=params["validate"]["tolerance"],
                                sample_images=params["validate"]["sample_images"], seed=params["split"]["seed"])

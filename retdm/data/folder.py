@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retdm.data.dataset import find_unreadable_images, unreadable_message
 from retdm.data.registry import DATASETS
 from retdm.data.table import LabelTable, assign_split, write_label_table
 from retdm.errors import DataError
@@ -26,7 +27,8 @@ from retdm.errors import DataError
 
 @DATASETS.register("folder", help="your own images: a folder plus a CSV (image,label_a,… as 0/1, or image,labels)")
 def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                  separator: str = " ", test_fraction: float = 0.2, seed: int = 0, name: str | None = None) -> LabelTable:
+                  separator: str = " ", test_fraction: float = 0.2, seed: int = 0, name: str | None = None,
+                  workers: int | None = None) -> LabelTable:
     """Import a folder of images and its label CSV into ``out`` (default ``<images_dir>/labels.parquet``).
 
     Args:
@@ -37,12 +39,14 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         test_fraction: test share of the seeded split when the CSV has no ``split`` column.
         seed: seed of that split.
         name: dataset name; defaults to the folder's name.
+        workers: threads that decode every image to check it (``retdm.data.dataset.decode_workers``).
 
     Returns:
         The written label table.
 
     Raises:
-        DataError: naming the CSV line and column of the first bad value, or the missing image.
+        DataError: naming the CSV line and column of the first bad value, the missing image, or
+            every image that does not decode (truncated, corrupt, not an image).
     """
     images_dir, csv_path = Path(images_dir), Path(csv_path)
     out = Path(out) if out is not None else images_dir / "labels.parquet"
@@ -77,6 +81,10 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
     for line, image in enumerate(raw["image"], start=2):
         if not (images_dir / image).is_file():
             raise DataError(f"{csv_path}, line {line}: image file {images_dir / image} does not exist; fix the name or add the file")
+    bad = find_unreadable_images(images_dir, raw["image"], workers)
+    if bad:  # a truncated or corrupt file would otherwise fail a training, or the features stage, much later
+        raise DataError(f"{csv_path}: {unreadable_message(bad, len(raw))} (under {images_dir}); replace those files, "
+                        f"or remove them and their CSV lines")
     if "split" in raw.columns:
         split = raw["split"].to_numpy(dtype=object)
         bad = ~np.isin(split, ("train", "test"))

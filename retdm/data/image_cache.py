@@ -7,7 +7,7 @@ Layout of a cache directory::
     shard_00000.npy      (n, 3, size, size) uint8, n = shard_size except in the last shard
     shard_00001.npy      ...
 
-Every image of the label table is decoded with :func:`retdm.data.dataset.read_image` and resized
+Every image of the label table is decoded with :func:`retdm.data.dataset.decode_image` and resized
 to ``size × size`` by :func:`retdm.data.transforms.resize_square` (bilinear, antialiased), the
 very call the transforms make. Shards are opened with
 ``np.load(mmap_mode="r")``, so reading an image is a 3·size² byte copy from the page cache.
@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from retdm.data.dataset import read_image
+from retdm.data.dataset import decode_image, decode_workers, unreadable_message
 from retdm.data.table import LabelTable, replace_dir
 from retdm.data.transforms import resize_square
 from retdm.errors import DataError
@@ -76,13 +76,15 @@ def table_files(table: LabelTable) -> pd.DataFrame:
     ids = table.frame["image_id"].astype(str).to_numpy()
     paths = table.frame["path"].astype(str).to_numpy()
     sizes = np.empty(len(paths), dtype=np.int64)
+    missing = []
     for i, p in enumerate(paths):
-        full = table.root / p
         try:
-            sizes[i] = full.stat().st_size
+            sizes[i] = (table.root / p).stat().st_size
         except OSError as err:
-            raise DataError(f"image_id {ids[i]!r}: image file {full} does not exist ({err.strerror}); fix the path "
-                            f"column or restore the file") from err
+            missing.append((f"image_id {ids[i]!r} {table.root / p}", f"does not exist ({err.strerror})"))
+    if missing:
+        raise DataError(f"dataset {table.name!r}: {unreadable_message(missing, len(paths))}; fix the path column or "
+                        f"restore the files")
     return pd.DataFrame({"image_id": ids, "path": paths, "bytes": sizes})
 
 
@@ -104,15 +106,16 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
             ``cache.json`` is refused rather than deleted.
         size: side of the cached square images; use ``data.resize`` (see the module docstring).
         shard_size: images per shard file.
-        workers: decoding threads; default ``min(4, cpu count)``. PIL and torch release the GIL.
+        workers: decoding threads (``retdm.data.dataset.decode_workers``). PIL and torch release the GIL.
         progress: show a progress bar.
 
     Returns:
         ``out_dir``.
 
     Raises:
-        DataError: an image is missing or cannot be decoded (naming its image_id and file),
-            ``image_id`` repeats, or ``out_dir`` is not a cache; nothing is left behind.
+        DataError: images are missing or cannot be decoded (every image is decoded, and the
+            message lists those that fail by image_id and file), ``image_id`` repeats, or
+            ``out_dir`` is not a cache; nothing is left behind.
     """
     out_dir = Path(out_dir)
     if size < 1 or shard_size < 1:
@@ -130,12 +133,14 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
         if any(out_dir.iterdir()) and not (out_dir / META_FILE).exists():
             raise DataError(f"{out_dir}: a non-empty directory without {META_FILE}; refusing to replace it with an "
                             f"image cache. Choose an empty or new directory")
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     n = len(files)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        shards = _write_shards(table.root, files, tmp, size, shard_size, workers, progress)
+        shards, bad = _write_shards(table.root, files, tmp, size, shard_size, decode_workers(workers), progress)
+        if bad:
+            raise DataError(f"dataset {table.name!r}: {unreadable_message(bad, n)}; replace or remove them (and "
+                            f"their rows), then build the cache again")
         index = files.assign(shard=np.arange(n) // shard_size, row=np.arange(n) % shard_size)
         index[["image_id", "shard", "row", "path", "bytes"]].to_parquet(tmp / INDEX_FILE, index=False)
         meta = {
@@ -152,12 +157,18 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
 
 
 def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_size: int, workers: int,
-                  progress: bool) -> int:
-    """Decode, resize and save every shard; returns the number of shards."""
+                  progress: bool) -> tuple[int, list[tuple[str, str]]]:
+    """Decode, resize and save every shard. Returns the number of shards and the images that do
+    not decode, every one of them (``(image_id and file, why)``, in table order; the caller fails)."""
     ids, paths, n = files["image_id"].to_numpy(), files["path"].to_numpy(), len(files)
+    bad: list[tuple[int, str, str]] = []
 
-    def load(i: int) -> Tensor:
-        return resize_square(read_image(root / paths[i], f"image_id {ids[i]!r}: "), size)  # (3, size, size)
+    def load(i: int) -> Tensor | None:
+        image = decode_image(root / paths[i])
+        if isinstance(image, str):
+            bad.append((i, f"image_id {ids[i]!r} {root / paths[i]}", image))  # list.append is thread-safe
+            return None
+        return resize_square(image, size)  # (3, size, size)
 
     bar = tqdm(total=n, desc=f"cache images at {size} px", disable=not progress, leave=False)
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -167,7 +178,8 @@ def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_s
             rows = range(start, min(start + shard_size, n))
             block = np.empty((len(rows), 3, size, size), dtype=np.uint8)  # (n, 3, size, size)
             for j, image in enumerate(pool.map(load, rows) if pool else map(load, rows)):
-                block[j] = image.numpy()
+                if image is not None:
+                    block[j] = image.numpy()
                 bar.update()
             np.save(tmp / shard_name(shards), block)
             shards += 1
@@ -175,7 +187,7 @@ def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_s
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         bar.close()
-    return shards
+    return shards, [(name, why) for _, name, why in sorted(bad)]  # in table order
 
 
 

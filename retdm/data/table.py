@@ -212,7 +212,7 @@ def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = N
         )
     frame = check_frame(arrow.to_pandas(), label_names, str(path))
     if root is None:
-        root = path.parent / json.loads(meta.get(f"{META_PREFIX}root", '"."'))
+        root = recorded_root(path, meta)
     return LabelTable(
         frame,
         label_names,
@@ -220,6 +220,20 @@ def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = N
         json.loads(meta.get(f"{META_PREFIX}dataset", '""')),
         json.loads(meta.get(f"{META_PREFIX}source", '""')),
     )
+
+
+def recorded_root(path: str | os.PathLike, meta: dict[str, str] | None = None) -> Path:
+    """The directory the ``path`` column of the table at ``path`` is relative to: its recorded
+    ``retdm.root`` (relative to the table's directory), else the table's directory.
+
+    Args:
+        path: the Parquet label table.
+        meta: its file metadata, decoded, when already read (else read from the file's schema).
+    """
+    path = Path(path)
+    if meta is None:
+        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(path).metadata or {}).items()}
+    return path.parent / json.loads(meta.get(f"{META_PREFIX}root", '"."'))
 
 
 def ignore_mask(path: str | os.PathLike, part: LabelTable) -> np.ndarray | None:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from retdm.config import OptimConfig, StageConfig
 from retdm.data.table import atomic_write
-from retdm.errors import TrainingError
+from retdm.errors import ConfigError, TrainingError
 from retdm.metrics import evaluate
 from retdm.train import distributed
 from retdm.train.checkpoint import load_checkpoint, save_checkpoint
@@ -129,11 +129,13 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     Raises:
         TrainingError: a non-finite loss (the last good checkpoint stays), or a checkpoint
             in ``out_dir`` from a different run.
-        ConfigError: a global batch that does not divide among the processes.
+        ConfigError: a global batch that does not divide among the processes, or a fit part
+            smaller than one global batch (raised before anything is written).
     """
     out, last, best = run.out_dir, run.out_dir / "last.pt", run.out_dir / "best.pt"
     world = distributed.world()
     local_batch = distributed.local_batch_size(run.batch_size, world)
+    check_one_batch(run.name, len(run.fit), run.batch_size, world.size)
     if world.size > 1 and run.sync_batchnorm:
         distributed.sync_batchnorm(run.model, run.device)
     params = [p for m in run.trainable for p in m.parameters()]
@@ -217,6 +219,27 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         save_checkpoint(best, load_checkpoint(last))
     distributed.barrier()  # the next stage, on every rank, starts from the best.pt rank 0 wrote
     return best
+
+
+def check_one_batch(stage: str, n_fit: int, batch_size: int, processes: int = 1) -> None:
+    """Refuse a fit part that holds less than one full global batch.
+
+    The loader drops the last incomplete batch (BatchNorm, DDP and cuDNN want a fixed batch
+    shape), so such a part would run no step at all and the stage would write an untrained
+    ``best.pt``. Under torchrun the sampler deals ``n_fit // processes`` items to each process and
+    each takes local batches of ``batch_size // processes``: at least one step per epoch exactly
+    when ``n_fit >= batch_size``, the rule on any number of processes.
+
+    Raises:
+        ConfigError: naming the stage, the fit size, the batch size and the fix.
+    """
+    if n_fit < batch_size:
+        over = f" (the global batch over {processes} processes)" if processes > 1 else ""
+        fits = n_fit // processes * processes  # the largest batch that divides among the processes
+        lower = f"lower data.batch_size (e.g. --set data.batch_size={fits})" if fits else "train on fewer processes"
+        raise ConfigError(f"stage {stage!r}: the fit part has {n_fit} items, fewer than one batch of "
+                          f"config key 'data.batch_size' = {batch_size}{over}, so no step would train; "
+                          f"{lower} or add training data")
 
 
 def save_epoch(run: StageRun, history: list[dict[str, Any]], improved: bool, state: dict[str, Any],

@@ -29,7 +29,7 @@ from retdm.methods import FEATURES_FILE, METHODS, Method, stage_dir
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
 from retdm.train.checkpoint import build_model
-from retdm.train import distributed
+from retdm.train import distributed, lock
 from retdm.train.data import build_training_data, check_backbone
 from retdm.train.features import export_features, fit_estimator
 from retdm.train.hardware import pick_device, torch_threads
@@ -66,8 +66,15 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     ``retdm.data.image_cache.build_image_cache``) is read instead of decoding the image files; the
     result is the same without it, only slower.
 
+    Each stage directory it writes is locked for the run (``retdm.train.lock``; under torchrun by
+    rank 0, the one process that writes), so a second training into the same directories stops
+    with the first one's pid instead of interleaving with it.
+
     Returns:
         The best checkpoint of the last stage run.
+
+    Raises:
+        TrainingError: another process is training into one of the stage directories.
     """
     spec = METHODS.get(method)
     cfg = method_config(cfg, spec)
@@ -77,7 +84,8 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
         raise ConfigError(f"method {method!r} has stages {spec.stages}; it has no stage {unknown[0]!r}")
     out_dir = Path(out_dir)
     best = None
-    with torch_threads(cfg.threads), distributed.session(cfg.device):
+    with torch_threads(cfg.threads), distributed.session(cfg.device) as world, \
+            lock.hold([stage_dir(out_dir, method, s) for s in stages] if world.main else []):
         network = tuple(s for s in stages if s in STAGE_FUNCTIONS)
         if network:
             best = train_network(table_path, out_dir, cfg, method, network, progress=progress,

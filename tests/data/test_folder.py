@@ -54,3 +54,24 @@ def test_bad_csv_names_line_and_writes_nothing(images, tmp_path, body, match):
     with pytest.raises(DataError, match=match):
         import_folder(images, csv, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_truncated_and_fake_images_are_refused_all_listed(tmp_path):
+    from click.testing import CliRunner
+
+    from test_dataset import spoil, write_images  # tests/data is on the path (pytest's prepend import mode)
+
+    from retdm.cli import main
+
+    root = tmp_path / "imgs"
+    paths = write_images(root)
+    spoil(root)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image,sky\n" + "".join(f"{p},{i % 2}\n" for i, p in enumerate(paths)))
+    with pytest.raises(DataError, match=r"labels\.csv: 2 of 6 image file\(s\) cannot be read: 1\.jpg: cannot be "
+                                        r"decoded \(OSError: image file is truncated.*; 4\.jpg: cannot be decoded"):
+        import_folder(root, csv, tmp_path / "out.parquet", workers=2)
+    assert not (tmp_path / "out.parquet").exists()
+    result = CliRunner().invoke(main, ["data", "import", str(root), str(csv), "--out", str(tmp_path / "o.parquet")])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "1.jpg" in result.stderr and "4.jpg" in result.stderr and not (tmp_path / "o.parquet").exists()

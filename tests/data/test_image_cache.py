@@ -202,3 +202,16 @@ def test_rebuild_replaces_and_refuses_foreign_dir(table, built, tmp_path):
     with pytest.raises(DataError, match="refusing"):
         build_image_cache(table, foreign, size=12, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep"
+
+
+def test_every_undecodable_image_is_listed_and_nothing_is_built(table, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(table.root / "images", root / "images")
+    (root / "images" / "000007.png").write_bytes((root / "images" / "000007.png").read_bytes()[:60])  # truncated
+    (root / "images" / "000033.png").write_text("not a png")
+    bad = LabelTable(table.frame, table.label_names, root, table.name)
+    with pytest.raises(DataError, match=r"2 of 40 image file\(s\) cannot be read: image_id 'syn_000007' .*000007\.png: "
+                                        r"cannot be decoded .*; image_id 'syn_000033' .*000033\.png: "
+                                        r"cannot be decoded"):
+        build_image_cache(bad, tmp_path / "cache", size=SIZE, shard_size=SHARD, workers=2, progress=False)
+    assert not (tmp_path / "cache").exists() and _leftovers(tmp_path) == []

@@ -100,7 +100,7 @@ def test_missing_image_fails_naming_path(dataset, tmp_path):
     report = check(dataset, tmp_path, root=root)
     [f] = report.failures
     assert (f.expectation, f.column, f.unexpected_count) == ("expect_column_values_to_be_in_set", "path", 1)
-    assert f.examples == [gone] and "file not found" in f.detail
+    assert f.examples == [gone] and "does not exist" in f.detail
 
 
 def test_corrupt_image_fails(dataset, tmp_path):
@@ -109,7 +109,7 @@ def test_corrupt_image_fails(dataset, tmp_path):
     bad = dataset[1].loc[11, "path"]
     (root / bad).write_bytes(b"not a png at all")
     [f] = check(dataset, tmp_path, root=root).failures
-    assert f.column == "path" and f.examples == [bad] and "does not decode" in f.detail
+    assert f.column == "path" and f.examples == [bad] and "cannot be decoded" in f.detail
 
 
 def test_image_sample_is_seeded_and_sized(dataset, tmp_path):

@@ -190,7 +190,8 @@ def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(meta),
                    tmp_path / "mine/labels.parquet")
     set_params(repo, datasets={"mine": {"source": "table", "table": str(tmp_path / "mine/labels.parquet"),
-                                        "official_split": False, "train": {}}}, **{"sweep.datasets": []})
+                                        "inputs": str(tmp_path / "mine"), "official_split": False, "train": {}}},
+               **{"sweep.datasets": []})
     proc = sh(repo, "dvc", "repro", check=False)
     assert proc.returncode != 0
     err = proc.stdout + proc.stderr
@@ -198,6 +199,34 @@ def test_a_bad_label_table_stops_the_pipeline_at_validate(origin, tmp_path):
     assert "expect_column_values_to_be_unique on column 'image_id'" in err
     assert not (repo / "runs").exists() and not (repo / "results").exists()
     assert "validate@mine" not in (yaml.safe_load((repo / "dvc.lock").read_text()) or {}).get("stages", {})
+
+
+def test_editing_a_label_in_the_users_csv_reruns_download_and_what_follows(origin, tmp_path):
+    """The user's files are a dependency of download (``inputs``): no stale results without a word."""
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "mine" / "images"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    csv = tmp_path / "mine" / "labels.csv"
+    csv.write_text("image,sky,sea\n" + "".join(f"{i}.png,{i % 2},{int(i % 3 == 0)}\n" for i in range(40)))
+    repo = clone(origin, tmp_path / "repo")
+    set_params(repo, datasets={"mine": {"source": "folder", "images": str(images), "csv": str(csv),
+                                        "inputs": str(tmp_path / "mine"), "official_split": False, "train": {}}},
+               **{"sweep.datasets": []})
+    sh(repo, "dvc", "repro", "validate@mine")
+    assert json.loads(sh(repo, "dvc", "status", "validate@mine", "--with-deps", "--json").stdout) == {}
+    csv.write_text(csv.read_text().replace("\n7.png,1,0\n", "\n7.png,0,0\n"))  # one label edited
+    assert set(json.loads(sh(repo, "dvc", "status", "validate@mine", "--with-deps", "--json").stdout)) == \
+        {"download@mine"}  # what follows changes once download has re-run
+    again = sh(repo, "dvc", "repro", "validate@mine").stdout
+    assert all(f"Running stage '{s}@mine'" in again for s in ("download", "split", "validate"))
+    raw = pd.read_parquet(repo / "data/mine/raw/labels.parquet").set_index("image_id")
+    assert raw.loc["7.png", "sky"] == 0 and raw.loc["9.png", "sky"] == 1
+    assert json.loads(sh(repo, "dvc", "status", "validate@mine", "--with-deps", "--json").stdout) == {}
 
 
 def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, repro, tmp_path):
@@ -294,6 +323,8 @@ def write_mulan(root: Path, n: int = 200, seed: int = 0) -> dict[str, str]:
     """A MULAN train/test ARFF pair (official split, 150 + 50 rows, one sparse) and its label XML."""
     import numpy as np
 
+    root.mkdir(parents=True, exist_ok=True)
+
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 8))
     y = (x[:, :3] + rng.normal(scale=0.5, size=(n, 3)) > 0.3).astype(int)  # (N, 3), learnable
@@ -323,9 +354,10 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
     repo = clone(origin, tmp_path / "repo")
     methods = ["bce", "retdm", "mlknn"]
     set_params(repo, seeds=[0], datasets={
-        "scene": {"source": "scene", "from": str(tmp_path / "miml"), "official_split": False,
-                  "train": {"data": {"image_cache": True}}},
-        "toy": {"source": "mulan", "options": write_mulan(tmp_path), "official_split": True,
+        "scene": {"source": "scene", "from": str(tmp_path / "miml"), "inputs": str(tmp_path / "miml"),
+                  "official_split": False, "train": {"data": {"image_cache": True}}},
+        "toy": {"source": "mulan", "options": write_mulan(tmp_path / "mulan"), "inputs": str(tmp_path / "mulan"),
+                "official_split": True,
                 "train": {"profile": "features", "data": {"batch_size": 16}}},
     }, methods={m: {} for m in methods}, retdm_variants=["retdm"], deep_baselines=[], feature_methods=["mlknn"],
         **{"sweep.datasets": []})

@@ -211,3 +211,23 @@ def test_the_finetune_step_loss_is_lcls_plus_alpha_j_plus_beta_jrec(tiny_table, 
     torch.testing.assert_close(parts["metric"], j, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(parts["rec"], rec, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss.detach(), cls + alpha * j + beta * rec, rtol=1e-5, atol=1e-6)
+
+
+def test_a_fit_part_smaller_than_one_batch_is_refused_before_anything_is_written(tiny_table, tiny_cfg, tmp_path):
+    """The loader drops the incomplete batch: such a run would train nothing and write an untrained best.pt."""
+    from retdm.errors import ConfigError
+
+    big = dataclasses.replace(tiny_cfg, data=dataclasses.replace(tiny_cfg.data, batch_size=128))
+    with pytest.raises(ConfigError, match=r"stage 'pretrain': the fit part has 77 items, fewer than one batch of "
+                                          r"config key 'data.batch_size' = 128.*--set data.batch_size=77"):
+        train_method(tiny_table, tmp_path / "run", big, "bce", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_one_batch_rule_counts_the_global_batch_under_torchrun():
+    from retdm.errors import ConfigError
+    from retdm.train.loop import check_one_batch
+
+    check_one_batch("embed", 32, 32, processes=4)  # 8 items each: one local batch of 8 on every process
+    with pytest.raises(ConfigError, match=r"31 items.*= 32 \(the global batch over 4 processes\).*batch_size=28"):
+        check_one_batch("embed", 31, 32, processes=4)  # 7 items each, local batches of 8: no step
