@@ -139,9 +139,9 @@ def _version(package: str) -> str | None:
 
 def render_block(record: dict[str, Any]) -> str:
     """The Markdown a README block shows for one published file: per dataset a table of mean ± std
-    over seeds and the verdict sentence (a run), or a table of timed steps (``timings``: a
-    benchmark), then where the numbers came from."""
-    lines = render_timings(record) if "timings" in record else render_results(record)
+    over seeds and the verdict sentence (a run), or a table of checks (``checks``: a benchmark,
+    fuzzing, mutation testing), then where the numbers came from."""
+    lines = render_checks(record) if "checks" in record else render_results(record)
     wall = f", {record['wall_seconds'] / 60:.0f} min wall time" if record.get("wall_seconds") else ""
     machine = record["machine"]
     lines.append(f"<sub>From `results/published/{record['name']}.json`: `{record['command']}` at commit "
@@ -150,15 +150,18 @@ def render_block(record: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_timings(record: dict[str, Any]) -> list[str]:
-    """``timings``: [{"step", "seconds", "target_s" (optional)}] as a table with each step's verdict."""
-    lines = ["| step | wall time | target | |", "|---|---:|---:|---|"]
-    for t in record["timings"]:
-        target = t.get("target_s")
-        verdict = "" if target is None else ("PASS" if t["seconds"] <= target else "FAIL")
-        lines.append(f"| {t['step']} | {t['seconds'] / 60:.1f} min ({t['seconds']:.0f} s) | "
-                     f"{'' if target is None else f'≤ {target / 60:.0f} min'} | {verdict} |")
+def render_checks(record: dict[str, Any]) -> list[str]:
+    """``checks``: [{"what", "result", "target" (optional), "pass" (optional bool)}] as a table."""
+    lines = ["| what | result | target | |", "|---|---|---|---|"]
+    for c in record["checks"]:
+        verdict = {True: "PASS", False: "FAIL"}.get(c.get("pass"), "")
+        lines.append(f"| {c['what']} | {c['result']} | {c.get('target') or ''} | {verdict} |")
     return lines + [""]
+
+
+def minutes(seconds: float) -> str:
+    """``612.3`` → ``"10.2 min (612 s)"``."""
+    return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
 def render_results(record: dict[str, Any]) -> list[str]:

@@ -115,3 +115,13 @@ def test_this_readme_equals_its_published_files():
     for name in names:  # and each file is what a run wrote: its render is what the README shows
         record = json.loads((ROOT / "results/published" / f"{name}.json").read_text())
         assert render_block(record) in text and len(record["commit"]) == 40 and record["results"]
+
+
+def test_a_checks_record_renders_each_check_with_its_verdict(tmp_path):
+    record = {"name": "make_run", "command": "python bench/bench_make_run.py", "commit": "a" * 40,
+              "machine": {"cpus": 2, "machine": "x86_64", "torch": "2.14.1"},
+              "checks": [{"what": "make setup", "result": "2.5 min (150 s)"},
+                         {"what": "make run", "result": "11.0 min (660 s)", "target": "≤ 10 min", "pass": False}]}
+    text = render_block(record)
+    assert "| make setup | 2.5 min (150 s) |  |  |" in text and "| make run | 11.0 min (660 s) | ≤ 10 min | FAIL |" in text
+    assert "`python bench/bench_make_run.py` at commit aaaaaaaaaa on 2 CPU cores" in text
