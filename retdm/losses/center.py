@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from retdm.distances import euclidean_distance
+from retdm.distances import squared_euclidean_distance
 
 
 def multilabel_center_loss(features: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
@@ -52,7 +52,7 @@ def multilabel_center_loss(features: Tensor, labels: Tensor, centers: Tensor) ->
             f"labels: expected shape {(batch, num_labels)} (B from features, M from centers), got {tuple(labels.shape)}"
         )
     y = labels.to(features.dtype)  # (B, M)
-    sq_dist = euclidean_distance(features[:, None, :], centers[None, :, :]).pow(2)  # (B, M)
+    sq_dist = squared_euclidean_distance(features[:, None, :], centers[None, :, :])  # (B, M)
     num_pos = y.sum(dim=1).clamp(min=1)  # (B,) an empty row sums to 0, so dividing by 1 keeps it 0
     per_image = 0.5 * (y * sq_dist).sum(dim=1) / num_pos  # (B,)
     return per_image.mean()
