@@ -125,3 +125,18 @@ def test_a_checks_record_renders_each_check_with_its_verdict(tmp_path):
     text = render_block(record)
     assert "| make setup | 2.5 min (150 s) |  |  |" in text and "| make run | 11.0 min (660 s) | ≤ 10 min | FAIL |" in text
     assert "`python bench/bench_make_run.py` at commit aaaaaaaaaa on 2 CPU cores" in text
+
+
+def test_the_committed_dvc_lock_and_metrics_are_the_published_default_runs():
+    """DVC's convention: the default run's dvc.lock and metrics file are committed beside the code,
+    so `dvc metrics diff` compares a user's run with the published one. Read from git, not the
+    working tree, which a local `make run` rewrites."""
+    record = json.loads((ROOT / "results/published/default.json").read_text())
+    lock = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=ROOT, capture_output=True, check=True).stdout
+    assert hashlib.sha256(lock).hexdigest() == record["dvc_lock_sha256"]
+    metrics = json.loads(git(ROOT, "show", "HEAD:results/metrics.json"))
+    for dataset, methods in record["results"].items():
+        for method, values in methods.items():
+            for metric, v in values.items():
+                assert metrics[dataset][method][metric] == pytest.approx(v["mean"], abs=1e-6)
+                assert metrics[dataset][method]["seeds"] == len(v["seeds"])
