@@ -69,8 +69,8 @@ def experiment_ref(root: Path, name: str) -> str:
 
 
 def run_files(root: str | os.PathLike, exp: str | None = None) -> tuple[bytes, str, str, str]:
-    """(the metrics Parquet's bytes, params.yaml, dvc.lock, the run's git commit) of the workspace or
-    of experiment ``exp`` (its Parquet read from the DVC cache, by the md5 its dvc.lock records)."""
+    """(the metrics Parquet's bytes, params.yaml, dvc.lock, the commit of the code that ran) of the
+    workspace or of experiment ``exp`` (its Parquet read from the DVC cache, by the md5 its dvc.lock records)."""
     root = Path(root)
     if exp is None:
         metrics = root / "results" / "metrics.parquet"
@@ -87,7 +87,8 @@ def run_files(root: str | os.PathLike, exp: str | None = None) -> tuple[bytes, s
     if cached is None or not cached.is_file():
         raise DataError(f"experiment {exp!r}: results/metrics.parquet (md5 {md5}) is not in the DVC cache of {root}; "
                         f"`dvc exp pull` it, or re-run the experiment")
-    return cached.read_bytes(), _git(root, "show", f"{ref}:params.yaml"), lock, _git(root, "rev-parse", ref).strip()
+    # The experiment's commit holds its params and dvc.lock; its parent is the code it ran.
+    return cached.read_bytes(), _git(root, "show", f"{ref}:params.yaml"), lock, _git(root, "rev-parse", f"{ref}^").strip()
 
 
 def publish(name: str, root: str | os.PathLike = ".", *, exp: str | None = None, command: str = "",

