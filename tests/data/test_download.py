@@ -43,8 +43,8 @@ class RangeHandler(BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.server.log.append((self.path, rng, len(body)))  # before the body: the client may assert as soon as it has it
         self.wfile.write(body)
-        self.server.log.append((self.path, rng, len(body)))
 
     def log_message(self, *args):
         pass
