@@ -127,8 +127,10 @@ def test_bad_csv_value_and_empty_dataset(tmp_path, tiny_table):
 def test_synth_refuses_a_folder_of_imported_images_unless_forced(tmp_path):
     mine = tmp_path / "photos"
     mine.mkdir()
-    for i in range(4):
-        (mine / f"{i}.jpg").write_bytes(bytes([i]) * 50)
+    from PIL import Image
+
+    for i in range(4):  # real images: the import decodes every one
+        Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(mine / f"{i}.jpg")
     csv = tmp_path / "labels.csv"
     csv.write_text("image,sky,sea\n" + "".join(f"{i}.jpg,{i % 2},1\n" for i in range(4)))
     assert run("data", "import", mine, csv)[0] == 0  # writes photos/labels.parquet

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from retdm.data.table import read_label_table
+from retdm.train.checkpoint import load_checkpoint
 from retdm.errors import ConfigError
 from retdm.train.distributed import World, local_batch_size, shard
 
