@@ -149,3 +149,7 @@ def test_reconstruction_and_classification_losses():
     assert abs(classification_loss(logits, y).item() - want_cls.item()) < 1e-12
     with pytest.raises(ValueError, match=r"\(4, 3\)"):
         classification_loss(logits[:, :2], y)
+    # bool labels are the 0/1 labels; a shape error names both shapes
+    assert reconstruction_loss(y_rec, y.bool()).item() == reconstruction_loss(y_rec, y).item()
+    with pytest.raises(ValueError, match=r"^y_rec: expected shape \(4, 3\) \(B, M\) like y, got \(4, 2\)$"):
+        reconstruction_loss(y_rec[:, :2], y)
