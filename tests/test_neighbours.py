@@ -215,6 +215,14 @@ def test_bad_arguments_raise():
     label_neighbours(np.eye(3, dtype=bool), 1)
 
 
+def test_embedding_bank_sizes_are_checked_by_name():
+    assert EmbeddingBank(1, 1).memory.shape == (1, 1)
+    with pytest.raises(ValueError, match=r"^num_items must be an integer >= 1, got 0$"):
+        EmbeddingBank(0, 3)
+    with pytest.raises(ValueError, match=r"^dim must be an integer >= 1, got 0$"):
+        EmbeddingBank(3, 0)
+
+
 def test_embedding_bank_round_trip():
     bank = EmbeddingBank(6, 3)
     emb = torch.randn(2, 3, requires_grad=True)

@@ -8,7 +8,7 @@ import torch
 
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
-from retdm.errors import TrainingError
+from retdm.errors import ConfigError, TrainingError
 from retdm.neighbours import EmbeddingBank
 from retdm.train import stages
 from retdm.train.checkpoint import build_model, load_checkpoint
@@ -256,3 +256,32 @@ def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table,
     assert (~mask).any() and (j1 > 0).any() and (j2 > 0).any()
     torch.testing.assert_close(parts["metric"], (j1 + lam * j2).mean() if two_way else j1.mean(),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.3, 0.7), (0.3, 0.0), (0.0, 0.7)])
+def test_the_embed_step_loss_is_alpha_j_plus_beta_jrec_without_lcls(tiny_table, tiny_cfg, tmp_path, monkeypatch,
+                                                                     alpha, beta):
+    """Stage 2 (backbone and classifier frozen) learns from α·J + β·Jrec alone, which needs one of
+    α, β > 0; Lcls is not part of its loss (nor of the validation loss that picks its best epoch)."""
+    cfg = dataclasses.replace(tiny_cfg, loss=dataclasses.replace(tiny_cfg.loss, alpha=alpha, beta=beta))
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=cfg.loss.k, seed=0, cache=True)
+    captured = []
+    monkeypatch.setattr(stages, "run_stage", captured.append)
+    stages.embed(model, data, cfg, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
+    (run,) = captured
+    run.before_training()
+    run.before_epoch(0)
+    batch = next(iter(torch.utils.data.DataLoader(run.fit, batch_size=16)))
+    loss, parts, _ = run.step_loss(batch, True)
+    assert set(parts) == {"loss", *(["metric"] if alpha else []), *(["rec"] if beta else [])}  # no "cls"
+    want = alpha * parts.get("metric", 0.0) + beta * parts.get("rec", 0.0)
+    torch.testing.assert_close(loss.detach(), torch.as_tensor(want, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
+    none = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, alpha=0.0, beta=0.0))
+    with pytest.raises(ConfigError, match=r"^stage 'embed' trains the label net with α·J \+ β·Jrec; with loss.alpha = "
+                                          r"loss.beta = 0 it has nothing to learn: set one of them > 0 or train "
+                                          r"method 'bce'$"):
+        stages.embed(model, data, none, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
