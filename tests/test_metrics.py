@@ -221,6 +221,27 @@ def test_per_class_ap_are_the_terms_of_map():
     assert np.isnan(ap[4]) and np.nanmean(ap) == pytest.approx(evaluate(y, s)["mAP"])
 
 
+def test_per_class_ap_with_ignore_is_the_ap_of_the_kept_entries():
+    """An ignored entry leaves its class's AP as if that image did not exist for the class, even
+    an ignored positive or an ignored negative scoring above every positive."""
+    from retdm.metrics import average_precision_per_class
+
+    rng = np.random.default_rng(5)
+    y = rng.random((40, 5)) < 0.35
+    s = np.round(rng.random((40, 5)), 1)
+    ignore = rng.random((40, 5)) < 0.2
+    ignore[ignore.all(axis=1), 0] = False
+    ignore[0, 1], y[0, 1], s[0, 1] = True, False, 2.0  # an ignored negative above every score
+    ignore[1, 2], y[1, 2] = True, True  # an ignored positive
+    ap = average_precision_per_class(y, s, ignore=ignore)
+    for j in range(5):
+        kept = ~ignore[:, j]
+        assert ap[j] == pytest.approx(skm.average_precision_score(y[kept, j], s[kept, j]), abs=TOL), j
+    assert np.nanmean(ap) == pytest.approx(evaluate(y, s, ignore=ignore)["mAP"], abs=TOL)
+    with pytest.raises(ValueError, match=r"ignore of shape \(40, 5\) like y_true, got \(40, 4\)"):
+        average_precision_per_class(y, s, ignore=ignore[:, :4])
+
+
 def test_per_class_thresholds():
     """An (M,) threshold predicts ``y_score >= threshold[None, :]``; equal entries give the scalar result."""
     y, s = make_case(4, "classes", 1)

@@ -142,6 +142,21 @@ def test_sample_pool_items_carry_the_neighbour_set_and_are_deterministic():
         sample_pool_items(nb, torch.tensor([len(nb.sets)]), torch.rand(1))
 
 
+def test_sample_pool_items_picks_floor_of_draw_times_pool_size_for_any_index_and_draw_dtype():
+    """Item ``floor(u · size)`` of the pool, u read exactly: the float32 draw just below 5/11 picks
+    item 4 of a pool of 11 (its float32 product rounds up to 5). Indices of any integer dtype."""
+    labels = np.array([[1, 0]] * 11 + [[0, 1], [1, 1]], dtype=np.uint8)
+    nb = label_neighbours(labels, 1)
+    assert nb.sets[1].tolist() == [1, 0] and np.diff(nb.pool_offsets).tolist() == [1, 11, 1]
+    u = torch.tensor([0.45454543828964233], dtype=torch.float32)
+    assert int(u * 11) == 5 and int(u.double() * 11) == 4
+    assert sample_pool_items(nb, torch.tensor([1]), u).tolist() == [4]
+    draws = torch.tensor([[0.0, 0.999999], [0.5, 0.95]], dtype=torch.float64)
+    want = [[11, 12], [5, 10]]  # pools of sets 0, 1, 2: [11], [0 … 10], [12]
+    for index in (np.array([[0, 2], [1, 1]], dtype=np.int16), torch.tensor([[0, 2], [1, 1]], dtype=torch.int32)):
+        assert sample_pool_items(nb, index, draws).tolist() == want
+
+
 def test_query_neighbours():
     labels, k = random_labels(4)
     nb = label_neighbours(labels, k)
@@ -200,6 +215,14 @@ def test_bad_arguments_raise():
     label_neighbours(np.eye(3, dtype=bool), 1)
 
 
+def test_embedding_bank_sizes_are_checked_by_name():
+    assert EmbeddingBank(1, 1).memory.shape == (1, 1)
+    with pytest.raises(ValueError, match=r"^num_items must be an integer >= 1, got 0$"):
+        EmbeddingBank(0, 3)
+    with pytest.raises(ValueError, match=r"^dim must be an integer >= 1, got 0$"):
+        EmbeddingBank(3, 0)
+
+
 def test_embedding_bank_round_trip():
     bank = EmbeddingBank(6, 3)
     emb = torch.randn(2, 3, requires_grad=True)
@@ -220,5 +243,7 @@ def test_embedding_bank_round_trip():
     state = bank.state_dict()
     state["memory"].zero_()  # a copy: editing it leaves the bank alone
     assert bank.memory.abs().sum() > 0
-    with pytest.raises(ValueError, match="expected"):
+    with pytest.raises(ValueError, match=r"bank state has shape \(6, 3\), expected \(5, 3\)"):
         EmbeddingBank(5, 3).load_state_dict(bank.state_dict())
+    with pytest.raises(ValueError, match="bank state has shape"):  # memory fits, the filled flags do not
+        other.load_state_dict({"memory": bank.memory, "filled": bank.filled[:5]})

@@ -50,6 +50,19 @@ def test_matches_slow_loop(seed, gamma_pos, gamma_neg, clip):
     assert abs(got.item() - want) < 1e-10
 
 
+def test_defaults_are_the_official_coco_setting():
+    """γ+ = 0, γ− = 4, m = 0.05, eps = 1e-8 (the official train.py)."""
+    logits, labels = random_case(5)
+    assert abs(asymmetric_loss(logits, labels).item() - slow_asl(logits, labels, 0.0, 4.0, 0.05, 1e-8)) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64])
+def test_bool_and_integer_labels_are_the_float_labels(dtype):
+    logits, labels = random_case(6)
+    got = asymmetric_loss(logits, labels.to(dtype))
+    assert got.dtype == torch.float64 and got.item() == asymmetric_loss(logits, labels).item()
+
+
 def test_official_form_is_batch_times_ours():
     # The official code writes 1 − p_m as (1 − p + clip).clamp(max=1) and returns the negated sum.
     logits, labels = random_case(7)

@@ -55,9 +55,10 @@ def random_case(seed, batch=6, dim=3, num_labels=5):
     return fx, fe, scores, labels
 
 
+@pytest.mark.parametrize("num_labels", [5, 2])  # 2: a row with one positive has exactly one pair
 @pytest.mark.parametrize("seed", range(6))
-def test_each_term_matches_slow_loop(seed):
-    fx, fe, scores, labels = random_case(seed)
+def test_each_term_matches_slow_loop(seed, num_labels):
+    fx, fe, scores, labels = random_case(seed, num_labels=num_labels)
     assert abs(latent_alignment_loss(fx, fe).item() - slow_alignment(fx, fe)) < 1e-10
     assert abs(orthogonality_penalty(fx).item() - slow_orthogonality(fx)) < 1e-10
     assert abs(correlation_ranking_loss(scores, labels).item() - slow_ranking(scores, labels)) < 1e-10
@@ -75,6 +76,12 @@ def test_c2ae_loss_matches_slow_loop(seed, alpha, ortho_weight):
     )
     assert got.dtype == torch.float64
     assert abs(got.item() - want) < 1e-10
+
+
+def test_c2ae_loss_defaults_are_alpha_1_and_ortho_weight_one_half():
+    fx, fe, scores, labels = random_case(1)
+    want = slow_alignment(fx, fe) + slow_ranking(scores, labels) + 0.5 * (slow_orthogonality(fx) + slow_orthogonality(fe))
+    assert abs(c2ae_loss(fx, fe, scores, labels).item() - want) < 1e-10
 
 
 def test_orthonormal_batch_has_zero_penalty():
@@ -129,5 +136,5 @@ def test_errors_name_expected_and_got():
         correlation_ranking_loss(scores[:, :4], labels)
     with pytest.raises(ValueError, match=r"z: expected shape \(B, D\), got \(6,\)"):
         orthogonality_penalty(fx[:, 0])
-    with pytest.raises(ValueError, match=r"scores: expected batch 6 like fx, got 5"):
-        c2ae_loss(fx, fe, scores[:5], labels[:5])
+    with pytest.raises(ValueError, match=r"scores: expected batch 6 like fx, got 4$"):
+        c2ae_loss(fx, fe, scores[:4], labels[:4])

@@ -101,5 +101,17 @@ def test_errors_name_expected_and_got():
         multilabel_center_loss(features[:, :3], labels, centers)
     with pytest.raises(ValueError, match=r"labels: expected shape \(6, 5\).*got \(5, 5\)"):
         multilabel_center_loss(features, labels[:5], centers)
-    with pytest.raises(ValueError, match="num_labels"):
+    with pytest.raises(ValueError, match=r"num_labels, dim: expected ≥ 1, got 0, 4"):
         CenterLossCenters(0, 4)
+    with pytest.raises(ValueError, match=r"num_labels, dim: expected ≥ 1, got 3, 0"):
+        CenterLossCenters(3, 0)
+
+
+def test_centers_are_std_times_a_standard_normal_of_the_seed():
+    """Default seed 0 and std 1; ``std`` scales the draw; one label and one dimension are allowed."""
+    def draw(seed, shape):
+        return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(CenterLossCenters(5, 4).centers.detach(), draw(0, (5, 4)))
+    assert torch.equal(CenterLossCenters(5, 4, seed=3, std=0.5).centers.detach(), draw(3, (5, 4)) * 0.5)
+    assert CenterLossCenters(1, 1).centers.shape == (1, 1)

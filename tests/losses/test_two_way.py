@@ -127,12 +127,21 @@ def test_one_way_ignores_way_two():
     assert both.item() > one.item()
 
 
+def test_defaults_are_lambda_1_two_way_and_every_neighbour():
+    f_img, f_lbl, f_nbr_lbl, f_nbr_img, _ = random_case(2)
+    all_there = torch.ones(f_nbr_lbl.shape[:2], dtype=torch.bool)
+    want = slow_two_way(f_img, f_lbl, f_nbr_lbl, f_nbr_img, all_there, 1.0, True)
+    assert abs(two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img).item() - want) < 1e-10
+
+
 def test_shape_errors_name_shapes():
     f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask = random_case(0)
     with pytest.raises(ValueError, match=r"f_lbl: expected shape \(6, 5\).*got \(6, 4\)"):
         two_way_metric_loss(f_img, f_lbl[:, :4], f_nbr_lbl, f_nbr_img, mask)
-    with pytest.raises(ValueError, match="f_nbr_img"):
+    with pytest.raises(ValueError, match=r"^two_way=True needs f_nbr_img of shape \(B, K, D\)$"):
         two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, None, mask)
+    with pytest.raises(ValueError, match=r"^nbr_mask: expected a bool tensor, got torch.float32$"):
+        two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask.float())
     with pytest.raises(ValueError, match="nbr_mask"):
         two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask[:, :2])
 
@@ -149,3 +158,7 @@ def test_reconstruction_and_classification_losses():
     assert abs(classification_loss(logits, y).item() - want_cls.item()) < 1e-12
     with pytest.raises(ValueError, match=r"\(4, 3\)"):
         classification_loss(logits[:, :2], y)
+    # bool labels are the 0/1 labels; a shape error names both shapes
+    assert reconstruction_loss(y_rec, y.bool()).item() == reconstruction_loss(y_rec, y).item()
+    with pytest.raises(ValueError, match=r"^y_rec: expected shape \(4, 3\) \(B, M\) like y, got \(4, 2\)$"):
+        reconstruction_loss(y_rec[:, :2], y)

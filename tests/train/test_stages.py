@@ -8,7 +8,7 @@ import torch
 
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
-from retdm.errors import TrainingError
+from retdm.errors import ConfigError, TrainingError
 from retdm.neighbours import EmbeddingBank
 from retdm.train import stages
 from retdm.train.checkpoint import build_model, load_checkpoint
@@ -231,3 +231,77 @@ def test_the_one_batch_rule_counts_the_global_batch_under_torchrun():
     check_one_batch("embed", 32, 32, processes=4)  # 8 items each: one local batch of 8 on every process
     with pytest.raises(ConfigError, match=r"31 items.*= 32 \(the global batch over 4 processes\).*batch_size=28"):
         check_one_batch("embed", 31, 32, processes=4)  # 7 items each, local batches of 8: no step
+
+
+@pytest.mark.parametrize("way2, training, two_way", [("forward", True, True), ("forward", False, True),
+                                                     ("bank", False, True), ("bank", True, False)])
+def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table, tiny_cfg, way2, training, two_way):
+    """J = mean(J1 + λ·J2) of a batch, recomputed here: the fit part's neighbour sets in training and
+    the validation part's otherwise; way 2's images forwarded in their train view (training) or test
+    view (validation), or read from the bank; masked neighbour slots left out; one-way: J = mean(J1)."""
+    from retdm.neighbours import sample_pool_items
+
+    lam = 0.5
+    loss_cfg = dataclasses.replace(tiny_cfg.loss, alpha=1.0, beta=0.0, lam=lam, two_way=two_way, way2=way2)
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=3, seed=0, cache=True)
+    for nbr in (data.fit_nbr, data.val_nbr):  # as for label sets with fewer than K neighbours
+        nbr.mask[::2, -1] = False
+    bank = EmbeddingBank(len(data.fit), tiny_cfg.model.embed_dim)
+    fill_bank(model, data, bank, 16, torch.device("cpu"))
+    stored = bank.memory.clone()  # a training step then writes its own rows
+    data.fit.transform.draw_crops(0, len(data.fit))
+    objective = Objective(model, data, loss_cfg, 0.0, bank)
+    objective.draw_pools(0)
+    nbr = data.fit_nbr if training else data.val_nbr
+    images, labels, rows = next(iter(torch.utils.data.DataLoader(data.fit if training else data.val, batch_size=16)))
+    model.train(training)
+    _, parts, _ = objective((images, labels, rows), training)
+
+    index, mask = nbr.index[rows], nbr.mask[rows]  # (B, K)
+    items = sample_pool_items(data.neighbours, index, objective.draws[training][rows])  # (B, K)
+    with torch.no_grad():
+        f_img, f_y = model.backbone(images), model.label_net(labels)  # (B, D) each
+        f_nbr_y = model.label_net(data.sets[index])  # (B, K, D)
+        if way2 == "bank":
+            f_nbr_img = stored[items]
+        else:
+            view = data.fit if training else data.fit_eval
+            f_nbr_img = model.backbone(view.images(items)).view(*items.shape, -1)  # (B, K, D)
+        j1 = torch.stack([gated_softmax(f_img[i], f_y[i], f_nbr_y[i], mask[i]) for i in range(len(rows))])
+        j2 = torch.stack([gated_softmax(f_y[i], f_img[i], f_nbr_img[i], mask[i]) for i in range(len(rows))])
+    assert (~mask).any() and (j1 > 0).any() and (j2 > 0).any()
+    torch.testing.assert_close(parts["metric"], (j1 + lam * j2).mean() if two_way else j1.mean(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.3, 0.7), (0.3, 0.0), (0.0, 0.7)])
+def test_the_embed_step_loss_is_alpha_j_plus_beta_jrec_without_lcls(tiny_table, tiny_cfg, tmp_path, monkeypatch,
+                                                                     alpha, beta):
+    """Stage 2 (backbone and classifier frozen) learns from α·J + β·Jrec alone, which needs one of
+    α, β > 0; Lcls is not part of its loss (nor of the validation loss that picks its best epoch)."""
+    cfg = dataclasses.replace(tiny_cfg, loss=dataclasses.replace(tiny_cfg.loss, alpha=alpha, beta=beta))
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=cfg.loss.k, seed=0, cache=True)
+    captured = []
+    monkeypatch.setattr(stages, "run_stage", captured.append)
+    stages.embed(model, data, cfg, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
+    (run,) = captured
+    run.before_training()
+    run.before_epoch(0)
+    batch = next(iter(torch.utils.data.DataLoader(run.fit, batch_size=16)))
+    loss, parts, _ = run.step_loss(batch, True)
+    assert set(parts) == {"loss", *(["metric"] if alpha else []), *(["rec"] if beta else [])}  # no "cls"
+    want = alpha * parts.get("metric", 0.0) + beta * parts.get("rec", 0.0)
+    torch.testing.assert_close(loss.detach(), torch.as_tensor(want, dtype=loss.dtype), rtol=1e-5, atol=1e-6)
+    none = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, alpha=0.0, beta=0.0))
+    with pytest.raises(ConfigError, match=r"^stage 'embed' trains the label net with α·J \+ β·Jrec; with loss.alpha = "
+                                          r"loss.beta = 0 it has nothing to learn: set one of them > 0 or train "
+                                          r"method 'bce'$"):
+        stages.embed(model, data, none, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
