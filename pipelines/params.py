@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from retdm.config import TrainConfig, load_config
+from retdm.config import TrainConfig, load_config, yaml_problem
 from retdm.errors import ConfigError, RetdmError
 from retdm.layout import COMPARISON_MD, RESULTS, Layout  # noqa: F401  (stages import them from here)
 from retdm.methods import FEATURE_STAGES, METHODS
@@ -29,19 +29,25 @@ METHOD_GROUPS = {"retdm_variants": ("pretrain", "embed", "finetune"), "deep_base
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """The parsed params file; a missing file or a missing top-level key says which."""
+    """The parsed params file; a missing file, invalid YAML, or a missing or mistyped section says which."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)}); fix the file") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (profile, seed, datasets, …), got {params!r:.60}")
     needed = ("profile", "seed", "distributed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS,
               "evaluate", "sweep")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
+    check_shapes(params, path)
     check_distributed(params.get("distributed"), path)
     check_method_groups(params, path)
-    swept = (params["sweep"] or {}).get("datasets") or []
+    swept = (params["sweep"] or {}).get("datasets") or []  # a list of names: check_shapes
     unknown = [d for d in swept if d not in (params["datasets"] or {})]
     if unknown or (swept and "retdm" not in params["methods"]):
         raise ConfigError(f"{path}: sweep.datasets {swept} " + (f"names {unknown}, not in datasets" if unknown else
@@ -53,6 +59,34 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
                               f"to keep its `official_split` (true/false) and its `train` overrides (`train: {{}}` "
                               f"for none); dvc.yaml lists them as params")
     return params
+
+
+# Each section's type: a mapping or a list (None where an empty one may be left blank).
+SECTIONS = {"distributed": dict, "datasets": dict | None, "split": dict, "validate": dict, "train": dict | None,
+            "methods": dict, **{group: list | None for group in METHOD_GROUPS}, "evaluate": dict, "sweep": dict | None}
+
+
+def check_shapes(params: dict[str, Any], path: Path) -> None:
+    """The sections ``train_config`` and the stages walk have the type they are read as: ``SECTIONS``,
+    each method's and each dataset's ``train`` overrides a mapping, the method groups and
+    ``sweep.datasets`` lists of names."""
+    def check(key: str, value: Any, kind: Any, what: str) -> None:
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path}: {key} must be {what}, got {value!r:.60}")
+
+    for key, kind in SECTIONS.items():
+        check(key, params[key], kind, "a mapping" if kind in (dict, dict | None) else "a list")
+    for name, own in params["methods"].items():
+        check(f"methods.{name}", own, dict | None, "a mapping of config overrides ({} for none)")
+    for name, spec in (params["datasets"] or {}).items():
+        if isinstance(spec, dict):
+            check(f"datasets.{name}.train", spec.get("train"), dict | None, "a mapping of config overrides ({} for none)")
+    sweep = params["sweep"] or {}
+    check("sweep.train", sweep.get("train"), dict | None, "a mapping of config overrides")
+    for key, names in [(g, params[g]) for g in METHOD_GROUPS] + [("sweep.datasets", sweep.get("datasets"))]:
+        check(key, names, list | None, "a list of names")
+        if not all(isinstance(n, str) for n in names or []):
+            raise ConfigError(f"{path}: {key} must list names (strings), got {names!r:.60}")
 
 
 DISTRIBUTED_KEYS = {"nproc_per_node": int, "nnodes": int, "rdzv_endpoint": str}
@@ -87,8 +121,10 @@ def torchrun_command(params: dict[str, Any], args: list[str], run_id: str) -> li
 def check_method_groups(params: dict[str, Any], path: Path) -> None:
     """Every method of ``methods`` is in the group of its kind (the stages that train it in
     ``dvc.yaml``), and every group member is a listed method."""
-    for name in params["methods"]:
-        METHODS.get(name)  # an unknown method lists the valid ones
+    unknown = [name for name in params["methods"] if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"{path}: methods lists unknown method(s) {unknown}; valid methods are: "
+                          f"{', '.join(METHODS.names())}")
     for group, stages in METHOD_GROUPS.items():
         listed = params[group] or []
         want = [m for m in params["methods"] if METHODS.get(m).stages == stages]

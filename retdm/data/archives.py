@@ -147,8 +147,12 @@ def archive_kind(archive: str | os.PathLike) -> str:
         return "rar"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
-    if tarfile.is_tarfile(archive):
-        return "tar"
+    try:
+        if tarfile.is_tarfile(archive):
+            return "tar"
+    except _DAMAGED as err:  # a compressed stream that breaks off or is corrupt (is_tarfile lets it through)
+        raise DataError(f"{archive}: cannot be read as a compressed tar, it looks damaged or truncated "
+                        f"({type(err).__name__}: {err}); move it away and download it again") from err
     raise DataError(f"{archive}: not a zip, tar (plain, gz, bz2, xz) or RAR archive (it starts with {head!r}); "
                     "the download may be an HTML error page or truncated: move it away and fetch it again")
 
@@ -230,7 +234,11 @@ def _extract_zip(archive: Path, dest: Path, into: str | None) -> None:
         for info in infos:
             _check_name(archive, info.filename)
             if (info.external_attr >> 16) & 0o170000 == 0o120000:  # a Unix symlink; its body is the target
-                links[info.filename] = zf.read(info).decode("utf-8")
+                try:
+                    links[info.filename] = zf.read(info).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{archive}: entry {info.filename!r} is a symlink whose target is not UTF-8 text; "
+                                    "nothing was extracted. Download the archive again") from None
                 _check_link(archive, info.filename, links[info.filename], hard=False)
         root = _root(dest, into, [i.filename for i in infos])
         for info in infos:
@@ -245,6 +253,7 @@ def _extract_zip(archive: Path, dest: Path, into: str | None) -> None:
 def _extract_tar(archive: Path, dest: Path, into: str | None) -> None:
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
+        stored: set[str] = set()  # the regular files so far: a hard link refers to one stored before it
         for m in members:
             _check_name(archive, m.name)
             if m.issym() or m.islnk():
@@ -252,6 +261,11 @@ def _extract_tar(archive: Path, dest: Path, into: str | None) -> None:
             elif not (m.isfile() or m.isdir()):
                 raise DataError(f"{archive}: entry {m.name!r} is a device, FIFO or other special file, which a "
                                 "dataset never holds; nothing was extracted. Download the archive again")
+            if m.islnk() and os.path.normpath(m.linkname) not in stored:
+                raise DataError(f"{archive}: entry {m.name!r} is a hard link to {m.linkname!r}, which is not a file "
+                                "stored before it; nothing was extracted. Download the archive again")
+            if m.isfile():
+                stored.add(os.path.normpath(m.name))
         tf.extractall(_root(dest, into, [m.name for m in members]), members=members, filter="data")
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, write_label_table
-from retdm.errors import DataError
+from retdm.data.table import LabelTable, assign_split, check_label_names, write_label_table
+from retdm.errors import ConfigError, DataError
 
 
 @DATASETS.register("folder", help="your own images: a folder plus a CSV (image,label_a,… as 0/1, or image,labels)")
@@ -42,8 +42,12 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         The written label table.
 
     Raises:
+        ConfigError: ``separator`` is empty.
         DataError: naming the CSV line and column of the first bad value, or the missing image.
     """
+    if not separator:
+        raise ConfigError("separator must be a non-empty string (e.g. ' ' or '|') that joins label names in a "
+                          "'labels' column")
     images_dir, csv_path = Path(images_dir), Path(csv_path)
     out = Path(out) if out is not None else images_dir / "labels.parquet"
     if not images_dir.is_dir():
@@ -53,21 +57,28 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{csv_path}: not a readable CSV ({err})") from err
+        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})")  # pandas ends some messages with a newline from err
     if "image" not in raw.columns:
         raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
     if len(raw) == 0:
         raise DataError(f"{csv_path}: the dataset is empty (no rows below the header); add one row per image")
     label_cols = [c for c in raw.columns if c not in ("image", "split")]
     if label_cols == ["labels"]:
-        label_names, labels = _from_list(raw["labels"], separator)
+        label_names, labels = _from_list(raw["labels"], separator, csv_path)
         layout = "list"
     else:
         label_names, labels = _from_wide(raw, label_cols, csv_path)
         layout = "wide"
+    check_label_names(tuple(label_names), str(csv_path))
+    repeated = raw["image"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = raw["image"].iloc[int(np.flatnonzero(repeated)[0])]
+        lines = (np.flatnonzero(raw["image"].to_numpy() == first) + 2).tolist()
+        raise DataError(f"{csv_path}, lines {lines}: image {first!r} is listed more than once; keep one row per image")
     for line, image in enumerate(raw["image"], start=2):
         if not (images_dir / image).is_file():
-            raise DataError(f"{csv_path}, line {line}: image file {images_dir / image} does not exist; fix the name or add the file")
+            raise DataError(f"{csv_path}, line {line}: image file {str(images_dir / image)!r} does not exist; fix the "
+                            f"name or add the file")
     if "split" in raw.columns:
         split = raw["split"].to_numpy(dtype=object)
         bad = ~np.isin(split, ("train", "test"))
@@ -100,11 +111,11 @@ def _from_wide(raw: pd.DataFrame, label_cols: list[str], csv_path: Path) -> tupl
     return label_cols, (values == "1").astype(np.uint8)
 
 
-def _from_list(cells: pd.Series, separator: str) -> tuple[list[str], np.ndarray]:
+def _from_list(cells: pd.Series, separator: str, csv_path: Path) -> tuple[list[str], np.ndarray]:
     sets = [[t for t in cell.split(separator) if t.strip()] if cell.strip() else [] for cell in cells]
     names = sorted({t.strip() for s in sets for t in s})
     if not names:
-        raise DataError("the 'labels' column names no label at all; list label names separated by "
+        raise DataError(f"{csv_path}: the 'labels' column names no label at all; list label names separated by "
                         f"{separator!r}")
     col = {n: j for j, n in enumerate(names)}
     labels = np.zeros((len(sets), len(names)), dtype=np.uint8)  # (N, M)

@@ -136,7 +136,7 @@ def _read_csv(path: Path) -> tuple[list[int], np.ndarray]:
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: not a readable CSV ({err})") from err
+        raise DataError(f"{path}: not a readable CSV ({str(err).strip()})")  # pandas ends some messages with a newline from err
     header = ["image", *SCENE_LABELS]
     if list(raw.columns) != header:
         raise DataError(f"{path}: header is {','.join(map(str, raw.columns))}, expected {','.join(header)}")
@@ -151,7 +151,7 @@ def _read_csv(path: Path) -> tuple[list[int], np.ndarray]:
     numbers = []
     for line, image in enumerate(raw["image"], start=2):
         stem, dot, ext = image.partition(".")
-        if not (stem.isdigit() and dot and ext == "jpg"):
+        if not (stem.isascii() and stem.isdigit() and dot and ext == "jpg"):  # not "²", which int() refuses
             raise DataError(f"{path}, line {line}: image {image!r} is not of the form <number>.jpg as in original/")
         numbers.append(int(stem))
     if len(set(numbers)) != len(numbers):
