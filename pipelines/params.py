@@ -80,7 +80,8 @@ def check_shapes(params: dict[str, Any], path: Path) -> None:
         check(f"methods.{name}", own, dict | None, "a mapping of config overrides ({} for none)")
     for name, spec in (params["datasets"] or {}).items():
         if isinstance(spec, dict):
-            check(f"datasets.{name}.train", spec.get("train"), dict | None, "a mapping of config overrides ({} for none)")
+            check(f"datasets.{name}.train", spec.get("train"), dict | None,
+                  "a mapping of config overrides ({} for none)")
     sweep = params["sweep"] or {}
     check("sweep.train", sweep.get("train"), dict | None, "a mapping of config overrides")
     for key, names in [(g, params[g]) for g in METHOD_GROUPS] + [("sweep.datasets", sweep.get("datasets"))]:

@@ -39,8 +39,9 @@ from retdm.errors import DataError
 MARKER_PREFIX = ".retdm-extracted-"
 RAR_TOOLS = ("unrar", "7z", "bsdtar")
 _CHUNK = 1 << 20
-# zlib/lzma/EOF: a truncated or corrupt compressed stream; OSError: bz2's "Invalid data stream".
-_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError)
+# zlib/lzma/EOF: a truncated or corrupt compressed stream; OSError: bz2's "Invalid data stream";
+# RuntimeError: zipfile's "encrypted, password required" and NotImplementedError (an unknown compression method).
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError)
 
 
 def digest(path: str | os.PathLike, algorithm: str = "sha256", *, progress: bool = False) -> str:
@@ -200,6 +201,7 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, *, check
             _extract_any(inner[0], inner[0].parent, PurePosixPath(name).stem)
             inner[0].unlink()
         _check_links(tmp, archive)
+        _merge(tmp, target, archive, move=False)  # every clash first, so that an error moves nothing
         _merge(tmp, target, archive)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -261,6 +263,9 @@ def _extract_tar(archive: Path, dest: Path, into: str | None) -> None:
             elif not (m.isfile() or m.isdir()):
                 raise DataError(f"{archive}: entry {m.name!r} is a device, FIFO or other special file, which a "
                                 "dataset never holds; nothing was extracted. Download the archive again")
+            if not m.isdir() and os.path.normpath(m.name) == ".":  # tarfile would recurse on such a link
+                raise DataError(f"{archive}: entry {m.name!r} is a file or link named like the target folder itself; "
+                                "nothing was extracted. Download the archive again")
             if m.islnk() and os.path.normpath(m.linkname) not in stored:
                 raise DataError(f"{archive}: entry {m.name!r} is a hard link to {m.linkname!r}, which is not a file "
                                 "stored before it; nothing was extracted. Download the archive again")
@@ -344,19 +349,20 @@ def _check_links(tmp: Path, archive: Path) -> None:
                                 "Do not use this archive; download it again from the official source")
 
 
-def _merge(src: Path, dst: Path, archive: Path) -> None:
-    """Move everything under ``src`` into ``dst``, merging folders that both hold (VOC trainval + test)."""
+def _merge(src: Path, dst: Path, archive: Path, move: bool = True) -> None:
+    """Move everything under ``src`` into ``dst``, merging folders that both hold (VOC trainval + test);
+    with ``move=False`` only check that nothing clashes (a folder where a file is, or the reverse)."""
     for entry in sorted(src.iterdir()):
         there = dst / entry.name
         entry_is_dir = entry.is_dir() and not entry.is_symlink()
         there_is_dir = there.is_dir() and not there.is_symlink()
         if entry_is_dir and there_is_dir:
-            _merge(entry, there, archive)
+            _merge(entry, there, archive, move)
         elif there_is_dir or (entry_is_dir and there.exists()):
             raise DataError(f"{archive}: holds {entry.name!r} as a {'folder' if entry_is_dir else 'file'}, but "
                             f"{there} already exists as a {'folder' if there_is_dir else 'file'}; move it away "
                             "and run again")
-        else:
+        elif move:
             if there.is_symlink():
                 there.unlink()  # shutil.move would otherwise write through an old link
             shutil.move(str(entry), str(there))

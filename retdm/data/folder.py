@@ -57,7 +57,8 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})")  # pandas ends some messages with a newline from err
+        # strip: pandas ends some messages with a newline, and a DataError is one line
+        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})") from err
     if "image" not in raw.columns:
         raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
     if len(raw) == 0:
@@ -78,7 +79,7 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
     for line, image in enumerate(raw["image"], start=2):
         if not (images_dir / image).is_file():
             raise DataError(f"{csv_path}, line {line}: image file {str(images_dir / image)!r} does not exist; fix the "
-                            f"name or add the file")
+                            "name or add the file")
     if "split" in raw.columns:
         split = raw["split"].to_numpy(dtype=object)
         bad = ~np.isin(split, ("train", "test"))

@@ -136,7 +136,8 @@ def _read_csv(path: Path) -> tuple[list[int], np.ndarray]:
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: not a readable CSV ({str(err).strip()})")  # pandas ends some messages with a newline from err
+        # strip: pandas ends some messages with a newline, and a DataError is one line
+        raise DataError(f"{path}: not a readable CSV ({str(err).strip()})") from err
     header = ["image", *SCENE_LABELS]
     if list(raw.columns) != header:
         raise DataError(f"{path}: header is {','.join(map(str, raw.columns))}, expected {','.join(header)}")

@@ -44,13 +44,15 @@ payloads = st.one_of(st.sampled_from(SPECIAL), st.binary(max_size=6),
 
 @st.composite
 def mutated(draw, blob: bytes, max_edits: int = 3) -> bytes:
-    """``blob`` with 1 to ``max_edits`` random edits: bytes inserted, deleted, replaced, a line
-    duplicated or dropped, or the whole truncated."""
+    """``blob`` with 1 to ``max_edits`` random edits: bytes inserted, deleted or replaced, a bit
+    flipped, a line duplicated or dropped, or the whole truncated."""
     out = bytearray(blob)
     for _ in range(draw(st.integers(1, max_edits))):
-        op = draw(st.sampled_from(("insert", "delete", "replace", "dup_line", "drop_line", "truncate")))
+        op = draw(st.sampled_from(("insert", "delete", "replace", "flip", "dup_line", "drop_line", "truncate")))
         at = draw(st.integers(0, len(out)))
-        if op == "insert":
+        if op == "flip" and at < len(out):
+            out[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "insert":
             out[at:at] = draw(payloads)
         elif op == "delete":
             del out[at:at + draw(st.integers(1, 4))]

@@ -99,7 +99,9 @@ def test_generated_archives(entries, fmt, into, existing, data):
         archive, target = sandbox / f"set.{fmt}", sandbox / "target"
         write_archive(archive, fmt, entries)
         if existing:  # a target that already holds files and folders (a second archive into the same folder)
-            for name in data.draw(st.lists(safe_names, max_size=3)):
+            ours = [e[1].strip("/") for e in entries]  # names the archive holds too, so that they clash
+            clashing = st.sampled_from([n for n in ours if n and not {"", ".", ".."} & set(n.split("/"))] or ["a"])
+            for name in data.draw(st.lists(safe_names | clashing, max_size=3)):
                 path = target / name
                 if path.exists() or any(p.is_file() for p in path.parents):
                     continue

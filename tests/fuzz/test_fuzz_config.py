@@ -62,8 +62,8 @@ def test_set_overrides(profile, pairs, seed):
         expect_clean_error(err, [repr(o) for o in overrides], Path("/nonexistent"), {})
         return
     except ConfigError as err:
-        expect_clean_error(err, _named([o.partition("=")[0].strip() for o in overrides] + CONFIG_KEYS) + [repr(profile)],
-                           Path("/nonexistent"), {})
+        keys = [o.partition("=")[0].strip() for o in overrides]
+        expect_clean_error(err, _named(keys + CONFIG_KEYS) + [repr(profile)], Path("/nonexistent"), {})
         return
     assert isinstance(cfg, TrainConfig) and cfg.profile == profile
     if seed is not None:
@@ -129,4 +129,5 @@ def test_params_yaml(text):
             for dataset in (params["sweep"] or {}).get("datasets") or []:
                 sweep_config(params, dataset)
         except (ConfigError, UnknownNameError) as err:
-            expect_clean_error(err, [path, "params.yaml", *_named(_keys_of(text) + CONFIG_KEYS)], Path(tmp) / "none", {})
+            names = [path, "params.yaml", *_named(_keys_of(text) + CONFIG_KEYS)]
+            expect_clean_error(err, names, Path(tmp) / "none", {})
