@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from retdm.config import TrainConfig, load_config, yaml_problem
+from retdm.config import TrainConfig, load_config, profiles, yaml_problem
 from retdm.errors import ConfigError, RetdmError
 from retdm.layout import COMPARISON_MD, RESULTS, Layout  # noqa: F401  (stages import them from here)
 from retdm.methods import FEATURE_STAGES, METHODS
@@ -45,6 +45,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
     check_shapes(params, path)
+    check_profiles(params, path)
     check_distributed(params.get("distributed"), path)
     check_method_groups(params, path)
     swept = (params["sweep"] or {}).get("datasets") or []  # a list of names: check_shapes
@@ -90,12 +91,23 @@ def check_shapes(params: dict[str, Any], path: Path) -> None:
             raise ConfigError(f"{path}: {key} must list names (strings), got {names!r:.60}")
 
 
+def check_profiles(params: dict[str, Any], path: Path) -> None:
+    """``profile`` and every ``datasets.<name>.train.profile`` name a profile of retdm/profiles.yaml."""
+    named = [("profile", params["profile"])] + [
+        (f"datasets.{name}.train.profile", spec["train"]["profile"]) for name, spec in (params["datasets"] or {}).items()
+        if isinstance(spec, dict) and isinstance(spec.get("train"), dict) and "profile" in spec["train"]]
+    known = profiles()
+    for key, profile in named:
+        if not isinstance(profile, str) or profile not in known:
+            raise ConfigError(f"{path}: {key} is {profile!r}; valid profiles are: {', '.join(sorted(known))}")
+
+
 DISTRIBUTED_KEYS = {"nproc_per_node": int, "nnodes": int, "rdzv_endpoint": str}
 
 
 def check_distributed(spec: Any, path: Path) -> None:
     """``distributed`` has exactly ``nproc_per_node`` ≥ 1, ``nnodes`` ≥ 1 and ``rdzv_endpoint`` (host:port)."""
-    if not isinstance(spec, dict) or sorted(spec) != sorted(DISTRIBUTED_KEYS):
+    if not isinstance(spec, dict) or set(spec) != set(DISTRIBUTED_KEYS):  # sorted() fails on mixed-type YAML keys
         raise ConfigError(f"{path}: distributed must have exactly the keys {sorted(DISTRIBUTED_KEYS)}, got {spec!r}; "
                           f"e.g. {{nproc_per_node: 1, nnodes: 1, rdzv_endpoint: localhost:29500}}")
     for key, kind in DISTRIBUTED_KEYS.items():

@@ -110,11 +110,16 @@ def import_scene(root: str | os.PathLike, out: str | os.PathLike | None = None, 
 
 def _read_mat(path: Path) -> tuple[list[int], np.ndarray]:
     """Image numbers 1..N and their (N, 5) uint8 labels from the official ``targets`` (5 × N, ±1)."""
+    import zlib
+
     import scipy.io  # only this layout needs it
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = scipy.io.loadmat(path, variable_names=["targets"])
-    except (ValueError, OSError, NotImplementedError) as err:
+    # scipy's reader is not hardened against damaged files: these are what it raises on them (tests/fuzz)
+    except (ValueError, OSError, NotImplementedError, MatReadError, TypeError, IndexError, ZeroDivisionError,
+            NameError, zlib.error, MemoryError) as err:
         raise DataError(f"{path}: not a readable MATLAB file ({err}); re-extract it from miml-image-data.rar") from err
     if "targets" not in mat:
         raise DataError(f"{path}: no variable 'targets'; expected the official 5 × 2000 matrix in {{-1, +1}}")

@@ -114,6 +114,15 @@ def test_scene_csv_odd_digit(tmp_path):
         import_scene(root, tmp_path / "out" / "labels.parquet")  # was ValueError from int()
 
 
+@pytest.mark.parametrize("damage", [lambda blob: b"", lambda blob: blob[:128] + bytes([blob[128] ^ 0x40]) + blob[129:]])
+def test_scene_damaged_mat(tmp_path, damage):
+    root = make_scene(tmp_path / "s", np.ones((5, 2)))
+    mat = root / "processed" / "miml data.mat"
+    mat.write_bytes(damage(mat.read_bytes()))  # empty: MatReadError; the first tag not miMATRIX: TypeError
+    with pytest.raises(DataError, match=r"miml data.mat: not a readable MATLAB file"):
+        import_scene(root, tmp_path / "out" / "labels.parquet")
+
+
 # --- --set and params.yaml ---------------------------------------------------------------------------
 
 def test_set_value_that_is_not_yaml():
@@ -138,6 +147,8 @@ def test_set_mapping_with_mixed_keys_and_a_profile_that_is_not_a_name():
     (lambda text, tree: {**tree, "retdm_variants": ["retdm", 1]}, r"params.yaml: retdm_variants must list names"),
     (lambda text, tree: {**tree, "methods": {**tree["methods"], "nope": {}}},
      r"params.yaml: methods lists unknown method\(s\) \['nope'\]"),  # was UnknownNameError, which stages let through
+    (lambda text, tree: {**tree, "profile": None}, r"params.yaml: profile is None; valid profiles are"),  # no file
+    (lambda text, tree: {**tree, "distributed": {0: 1, "nnodes": 1}}, r"params.yaml: distributed must have exactly"),
 ])
 def test_params_yaml_errors_name_the_file(tmp_path, edit, match):
     text = (REPO / "params.yaml").read_text()
