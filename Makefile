@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation
+.PHONY: setup browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation fuzz
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ run: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The parsers (CSV, ARFF/XML, the official layouts, --set/params.yaml, archives) under property-based
+# fuzzing: 10,000 random cases per test (FUZZ_EXAMPLES=N for another number), a new seed each run;
+# the cases per parser are listed at the end. `make test` runs the same tests on a small fixed budget.
+FUZZ_EXAMPLES ?= 10000
+fuzz: setup
+	RETDM_FUZZ=full RETDM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/fuzz
 
 # Headless Chromium for tests/report/test_browser.py (Debian packages, ~15 s once). Without root or
 # sudo, or off Debian, it says so and goes on; the browser test then skips with the reason.

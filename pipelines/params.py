@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from retdm.config import TrainConfig, load_config
+from retdm.config import TrainConfig, load_config, profiles, yaml_problem
 from retdm.errors import ConfigError, RetdmError
 from retdm.layout import COMPARISON_MD, METRICS_JSON, RESULTS, Layout  # noqa: F401  (stages import them from here)
 from retdm.methods import FEATURE_STAGES, METHODS
@@ -29,20 +29,27 @@ METHOD_GROUPS = {"retdm_variants": ("pretrain", "embed", "finetune"), "deep_base
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
-    """The parsed params file; a missing file or a missing top-level key says which."""
+    """The parsed params file; a missing file, invalid YAML, or a missing or mistyped section says which."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found; run from the repository root")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)}); fix the file") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (profile, seeds, datasets, …), got {params!r:.60}")
     needed = ("profile", "seeds", "distributed", "datasets", "split", "validate", "train", "methods", *METHOD_GROUPS,
               "evaluate", "sweep")
     missing = [k for k in needed if k not in params]
     if missing:
         raise ConfigError(f"{path}: missing key(s) {missing}")
+    check_shapes(params, path)
+    check_profiles(params, path)
     check_distributed(params.get("distributed"), path)
     check_seeds(params["seeds"], path)
     check_method_groups(params, path)
-    swept = (params["sweep"] or {}).get("datasets") or []
+    swept = (params["sweep"] or {}).get("datasets") or []  # a list of names: check_shapes
     unknown = [d for d in swept if d not in (params["datasets"] or {})]
     if unknown or (swept and "retdm" not in params["methods"]):
         raise ConfigError(f"{path}: sweep.datasets {swept} " + (f"names {unknown}, not in datasets" if unknown else
@@ -60,12 +67,54 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
 
 # Keys every dataset must have: dvc.yaml's templates read them (a missing one breaks every stage).
 DATASET_KEYS = ("source", "inputs", "official_split", "train")
+
+
+# Each section's type: a mapping or a list (None where an empty one may be left blank).
+SECTIONS = {"distributed": dict, "datasets": dict | None, "split": dict, "validate": dict, "train": dict | None,
+            "methods": dict, **{group: list | None for group in METHOD_GROUPS}, "evaluate": dict, "sweep": dict | None}
+
+
+def check_shapes(params: dict[str, Any], path: Path) -> None:
+    """The sections ``train_config`` and the stages walk have the type they are read as: ``SECTIONS``,
+    each method's and each dataset's ``train`` overrides a mapping, the method groups and
+    ``sweep.datasets`` lists of names."""
+    def check(key: str, value: Any, kind: Any, what: str) -> None:
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path}: {key} must be {what}, got {value!r:.60}")
+
+    for key, kind in SECTIONS.items():
+        check(key, params[key], kind, "a mapping" if kind in (dict, dict | None) else "a list")
+    for name, own in params["methods"].items():
+        check(f"methods.{name}", own, dict | None, "a mapping of config overrides ({} for none)")
+    for name, spec in (params["datasets"] or {}).items():
+        if isinstance(spec, dict):
+            check(f"datasets.{name}.train", spec.get("train"), dict | None,
+                  "a mapping of config overrides ({} for none)")
+    sweep = params["sweep"] or {}
+    check("sweep.train", sweep.get("train"), dict | None, "a mapping of config overrides")
+    for key, names in [(g, params[g]) for g in METHOD_GROUPS] + [("sweep.datasets", sweep.get("datasets"))]:
+        check(key, names, list | None, "a list of names")
+        if not all(isinstance(n, str) for n in names or []):
+            raise ConfigError(f"{path}: {key} must list names (strings), got {names!r:.60}")
+
+
+def check_profiles(params: dict[str, Any], path: Path) -> None:
+    """``profile`` and every ``datasets.<name>.train.profile`` name a profile of retdm/profiles.yaml."""
+    named = [("profile", params["profile"])] + [
+        (f"datasets.{name}.train.profile", spec["train"]["profile"]) for name, spec in (params["datasets"] or {}).items()
+        if isinstance(spec, dict) and isinstance(spec.get("train"), dict) and "profile" in spec["train"]]
+    known = profiles()
+    for key, profile in named:
+        if not isinstance(profile, str) or profile not in known:
+            raise ConfigError(f"{path}: {key} is {profile!r}; valid profiles are: {', '.join(sorted(known))}")
+
+
 DISTRIBUTED_KEYS = {"nproc_per_node": int, "nnodes": int, "rdzv_endpoint": str}
 
 
 def check_distributed(spec: Any, path: Path) -> None:
     """``distributed`` has exactly ``nproc_per_node`` ≥ 1, ``nnodes`` ≥ 1 and ``rdzv_endpoint`` (host:port)."""
-    if not isinstance(spec, dict) or sorted(spec) != sorted(DISTRIBUTED_KEYS):
+    if not isinstance(spec, dict) or set(spec) != set(DISTRIBUTED_KEYS):  # sorted() fails on mixed-type YAML keys
         raise ConfigError(f"{path}: distributed must have exactly the keys {sorted(DISTRIBUTED_KEYS)}, got {spec!r}; "
                           f"e.g. {{nproc_per_node: 1, nnodes: 1, rdzv_endpoint: localhost:29500}}")
     for key, kind in DISTRIBUTED_KEYS.items():
@@ -109,9 +158,6 @@ def torchrun_command(params: dict[str, Any], args: list[str], run_id: str) -> li
 def check_method_groups(params: dict[str, Any], path: Path) -> None:
     """Every method of ``methods`` is in the group of its kind (the stages that train it in
     ``dvc.yaml``), and every group member is a listed method."""
-    if not isinstance(params["methods"], dict):
-        raise ConfigError(f"{path}: methods must map each method to its overrides (e.g. {{bce: {{}}, retdm: {{}}}}), "
-                          f"got {params['methods']!r}")
     unknown = [name for name in params["methods"] if name not in METHODS]
     if unknown:
         raise ConfigError(f"{path}: methods {unknown} are not registered; valid methods are: "

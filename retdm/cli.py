@@ -31,7 +31,13 @@ def parse_overrides(pairs: tuple[str, ...], option: str = "--set") -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE (e.g. loss.alpha=0.5), got {pair!r}", param_hint=option)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            from retdm.config import yaml_problem
+
+            raise click.BadParameter(f"{pair!r}: the value is not valid YAML ({yaml_problem(err)}); fix it, or quote "
+                                     "it if it is a string", param_hint=option) from None
     return out
 
 

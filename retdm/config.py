@@ -170,7 +170,7 @@ def load_config(profile: str = "cpu", overrides: dict[str, Any] | None = None) -
         ConfigError: unknown profile, unknown key, wrong type or out-of-range value.
     """
     known = profiles()
-    if profile not in known:
+    if not isinstance(profile, str) or profile not in known:
         raise ConfigError(f"unknown profile {profile!r}; valid profiles are: {', '.join(sorted(known))}")
     tree = _merge({}, known[profile] or {})
     for dotted, value in (overrides or {}).items():
@@ -190,7 +190,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(map(str, set(data) - set(fields)))  # YAML keys may be numbers or null
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
@@ -218,6 +218,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if isinstance(tp, types.UnionType):
         raise AssertionError(f"union types are not used in the config ({key})")
     return value
+
+
+def yaml_problem(err: Exception) -> str:
+    """A YAML (or decoding) error in one line: what is wrong and where (PyYAML's own text spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None)
+    if isinstance(err, yaml.MarkedYAMLError) and mark is not None and problem:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(err).split())
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -39,8 +39,9 @@ from retdm.errors import DataError
 MARKER_PREFIX = ".retdm-extracted-"
 RAR_TOOLS = ("unrar", "7z", "bsdtar")
 _CHUNK = 1 << 20
-# zlib/lzma/EOF: a truncated or corrupt compressed stream; OSError: bz2's "Invalid data stream".
-_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError)
+# zlib/lzma/EOF: a truncated or corrupt compressed stream; OSError: bz2's "Invalid data stream";
+# RuntimeError: zipfile's "encrypted, password required" and NotImplementedError (an unknown compression method).
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError)
 
 
 def digest(path: str | os.PathLike, algorithm: str = "sha256", *, progress: bool = False) -> str:
@@ -147,8 +148,12 @@ def archive_kind(archive: str | os.PathLike) -> str:
         return "rar"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
-    if tarfile.is_tarfile(archive):
-        return "tar"
+    try:
+        if tarfile.is_tarfile(archive):
+            return "tar"
+    except _DAMAGED as err:  # a compressed stream that breaks off or is corrupt (is_tarfile lets it through)
+        raise DataError(f"{archive}: cannot be read as a compressed tar, it looks damaged or truncated "
+                        f"({type(err).__name__}: {err}); move it away and download it again") from err
     raise DataError(f"{archive}: not a zip, tar (plain, gz, bz2, xz) or RAR archive (it starts with {head!r}); "
                     "the download may be an HTML error page or truncated: move it away and fetch it again")
 
@@ -196,6 +201,7 @@ def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, *, check
             _extract_any(inner[0], inner[0].parent, PurePosixPath(name).stem)
             inner[0].unlink()
         _check_links(tmp, archive)
+        _merge(tmp, target, archive, move=False)  # every clash first, so that an error moves nothing
         _merge(tmp, target, archive)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,7 +236,11 @@ def _extract_zip(archive: Path, dest: Path, into: str | None) -> None:
         for info in infos:
             _check_name(archive, info.filename)
             if (info.external_attr >> 16) & 0o170000 == 0o120000:  # a Unix symlink; its body is the target
-                links[info.filename] = zf.read(info).decode("utf-8")
+                try:
+                    links[info.filename] = zf.read(info).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{archive}: entry {info.filename!r} is a symlink whose target is not UTF-8 text; "
+                                    "nothing was extracted. Download the archive again") from None
                 _check_link(archive, info.filename, links[info.filename], hard=False)
         root = _root(dest, into, [i.filename for i in infos])
         for info in infos:
@@ -245,6 +255,7 @@ def _extract_zip(archive: Path, dest: Path, into: str | None) -> None:
 def _extract_tar(archive: Path, dest: Path, into: str | None) -> None:
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
+        stored: set[str] = set()  # the regular files so far: a hard link refers to one stored before it
         for m in members:
             _check_name(archive, m.name)
             if m.issym() or m.islnk():
@@ -252,6 +263,14 @@ def _extract_tar(archive: Path, dest: Path, into: str | None) -> None:
             elif not (m.isfile() or m.isdir()):
                 raise DataError(f"{archive}: entry {m.name!r} is a device, FIFO or other special file, which a "
                                 "dataset never holds; nothing was extracted. Download the archive again")
+            if not m.isdir() and os.path.normpath(m.name) == ".":  # tarfile would recurse on such a link
+                raise DataError(f"{archive}: entry {m.name!r} is a file or link named like the target folder itself; "
+                                "nothing was extracted. Download the archive again")
+            if m.islnk() and os.path.normpath(m.linkname) not in stored:
+                raise DataError(f"{archive}: entry {m.name!r} is a hard link to {m.linkname!r}, which is not a file "
+                                "stored before it; nothing was extracted. Download the archive again")
+            if m.isfile():
+                stored.add(os.path.normpath(m.name))
         tf.extractall(_root(dest, into, [m.name for m in members]), members=members, filter="data")
 
 
@@ -330,19 +349,20 @@ def _check_links(tmp: Path, archive: Path) -> None:
                                 "Do not use this archive; download it again from the official source")
 
 
-def _merge(src: Path, dst: Path, archive: Path) -> None:
-    """Move everything under ``src`` into ``dst``, merging folders that both hold (VOC trainval + test)."""
+def _merge(src: Path, dst: Path, archive: Path, move: bool = True) -> None:
+    """Move everything under ``src`` into ``dst``, merging folders that both hold (VOC trainval + test);
+    with ``move=False`` only check that nothing clashes (a folder where a file is, or the reverse)."""
     for entry in sorted(src.iterdir()):
         there = dst / entry.name
         entry_is_dir = entry.is_dir() and not entry.is_symlink()
         there_is_dir = there.is_dir() and not there.is_symlink()
         if entry_is_dir and there_is_dir:
-            _merge(entry, there, archive)
+            _merge(entry, there, archive, move)
         elif there_is_dir or (entry_is_dir and there.exists()):
             raise DataError(f"{archive}: holds {entry.name!r} as a {'folder' if entry_is_dir else 'file'}, but "
                             f"{there} already exists as a {'folder' if there_is_dir else 'file'}; move it away "
                             "and run again")
-        else:
+        elif move:
             if there.is_symlink():
                 there.unlink()  # shutil.move would otherwise write through an old link
             shutil.move(str(entry), str(there))

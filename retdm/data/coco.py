@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, write_label_table
+from retdm.data.table import LabelTable, check_label_names, write_label_table
 from retdm.errors import DataError
 
 PARTS = (("train2014", "train"), ("val2014", "test"))
@@ -128,6 +128,7 @@ def _read_instances(path: Path) -> tuple[list[tuple[int, str]], list[str], np.nd
     cat_ids = np.array([i for i, _ in categories], dtype=np.int64)
     if len(np.unique(cat_ids)) != len(cat_ids) or len({n for _, n in categories}) != len(categories):
         raise DataError(f"{path}: category ids or names repeat; use the official COCO instances file")
+    check_label_names(tuple(n for _, n in categories), str(path))
     order = np.argsort(image_ids, kind="stable")
     sorted_ids = image_ids[order]
     if len(np.unique(sorted_ids)) != len(sorted_ids):

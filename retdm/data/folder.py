@@ -21,8 +21,8 @@ import pandas as pd
 
 from retdm.data.dataset import find_unreadable_images, unreadable_message
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, write_label_table
-from retdm.errors import DataError
+from retdm.data.table import LabelTable, assign_split, check_label_names, write_label_table
+from retdm.errors import ConfigError, DataError
 
 
 @DATASETS.register("folder", help="your own images: a folder plus a CSV (image,label_a,… as 0/1, or image,labels)")
@@ -45,9 +45,13 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         The written label table.
 
     Raises:
+        ConfigError: ``separator`` is empty.
         DataError: naming the CSV line and column of the first bad value, the missing image, or
             every image that does not decode (truncated, corrupt, not an image).
     """
+    if not separator:
+        raise ConfigError("separator must be a non-empty string (e.g. ' ' or '|') that joins label names in a "
+                          "'labels' column")
     images_dir, csv_path = Path(images_dir), Path(csv_path)
     out = Path(out) if out is not None else images_dir / "labels.parquet"
     if not images_dir.is_dir():
@@ -57,7 +61,8 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
     try:  # the header as a row: pandas would rename a repeated column ("image.1") or a blank one ("Unnamed: 2")
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{csv_path}: not a readable CSV ({err})") from err
+        # strip: pandas ends some messages with a newline, and a DataError is one line
+        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})") from err
     header = list(raw.iloc[0])
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
@@ -73,14 +78,21 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         raise DataError(f"{csv_path}: the dataset is empty (no rows below the header); add one row per image")
     label_cols = [c for c in raw.columns if c not in ("image", "split")]
     if label_cols == ["labels"]:
-        label_names, labels = _from_list(raw["labels"], separator)
+        label_names, labels = _from_list(raw["labels"], separator, csv_path)
         layout = "list"
     else:
         label_names, labels = _from_wide(raw, label_cols, csv_path)
         layout = "wide"
+    check_label_names(tuple(label_names), str(csv_path))
+    repeated = raw["image"].duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = raw["image"].iloc[int(np.flatnonzero(repeated)[0])]
+        lines = (np.flatnonzero(raw["image"].to_numpy() == first) + 2).tolist()
+        raise DataError(f"{csv_path}, lines {lines}: image {first!r} is listed more than once; keep one row per image")
     for line, image in enumerate(raw["image"], start=2):
         if not (images_dir / image).is_file():
-            raise DataError(f"{csv_path}, line {line}: image file {images_dir / image} does not exist; fix the name or add the file")
+            raise DataError(f"{csv_path}, line {line}: image file {str(images_dir / image)!r} does not exist; fix the "
+                            "name or add the file")
     bad = find_unreadable_images(images_dir, raw["image"], workers)
     if bad:  # a truncated or corrupt file would otherwise fail a training, or the features stage, much later
         raise DataError(f"{csv_path}: {unreadable_message(bad, len(raw))} (under {images_dir}); replace those files, "
@@ -117,11 +129,11 @@ def _from_wide(raw: pd.DataFrame, label_cols: list[str], csv_path: Path) -> tupl
     return label_cols, (values == "1").astype(np.uint8)
 
 
-def _from_list(cells: pd.Series, separator: str) -> tuple[list[str], np.ndarray]:
+def _from_list(cells: pd.Series, separator: str, csv_path: Path) -> tuple[list[str], np.ndarray]:
     sets = [[t for t in cell.split(separator) if t.strip()] if cell.strip() else [] for cell in cells]
     names = sorted({t.strip() for s in sets for t in s})
     if not names:
-        raise DataError("the 'labels' column names no label at all; list label names separated by "
+        raise DataError(f"{csv_path}: the 'labels' column names no label at all; list label names separated by "
                         f"{separator!r}")
     col = {n: j for j, n in enumerate(names)}
     labels = np.zeros((len(sets), len(names)), dtype=np.uint8)  # (N, M)

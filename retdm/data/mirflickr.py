@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, write_label_table
+from retdm.data.table import LabelTable, assign_split, check_label_names, read_text, write_label_table
 from retdm.errors import DataError
 
 IMAGES = "mirflickr"
 ANNOTATIONS = "mirflickr25k_annotations_v080"
-_IMAGE = re.compile(r"im(\d+)\.jpg")
+_IMAGE = re.compile(r"im([0-9]+)\.jpg")
 
 
 @DATASETS.register("mirflickr", help="MIRFLICKR-25000 (25,000 images, 24 potential concepts): mirflickr/im*.jpg "
@@ -70,6 +70,7 @@ def import_mirflickr(root: str | os.PathLike, out: str | os.PathLike | None = No
     relevant = [t[:-4] for t in texts if t.endswith("_r1.txt")]
     if not concepts:
         raise DataError(f"{ann_dir}: no concept file <concept>.txt; extract mirflickr25k_annotations_v080.zip there")
+    check_label_names(tuple(concepts), str(ann_dir))
     labels = np.zeros((len(numbers), len(concepts)), dtype=np.uint8)  # (N, M)
     for j, concept in enumerate(concepts):
         rows = _read_numbers(ann_dir / f"{concept}.txt", row_of, images_dir)
@@ -109,13 +110,13 @@ def import_mirflickr(root: str | os.PathLike, out: str | os.PathLike | None = No
 
 def _read_numbers(path: Path, row_of: np.ndarray, images_dir: Path) -> np.ndarray:
     """Rows of the images one concept file lists (1-based numbers, one per line; blank lines skipped)."""
-    lines = path.read_text().splitlines()
+    lines = read_text(path, "re-extract mirflickr25k_annotations_v080.zip").splitlines()
     rows = []
     for line_no, line in enumerate(lines, start=1):
         text = line.strip()
         if not text:
             continue
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # "²".isdigit() holds, but int("²") fails
             raise DataError(f"{path}, line {line_no}: expected an image number, got {text!r}")
         n = int(text)
         if n >= len(row_of) or row_of[n] < 0:

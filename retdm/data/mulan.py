@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import FEATURE_PREFIX, LabelTable, assign_split, write_label_table
+from retdm.data.table import FEATURE_PREFIX, LabelTable, assign_split, check_label_names, write_label_table
 from retdm.errors import DataError
 
 NUMERIC_TYPES = ("numeric", "real", "integer")
@@ -249,7 +249,7 @@ def _sparse(s: str, attrs: tuple[Attribute, ...], default: np.ndarray, where: st
         if not item.strip():
             continue
         parts = item.strip().split(None, 1)
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):  # not "²", which int() refuses
             raise DataError(f"{where}: sparse entry {item.strip()!r} should be '<index> <value>'")
         j = int(parts[0])
         if j >= len(attrs):
@@ -265,14 +265,16 @@ def read_mulan_labels(xml: str | os.PathLike) -> list[str]:
     """The label names of a MULAN XML file: every ``label`` element (nested ones too), in document order.
 
     Raises:
-        DataError: the file is missing or malformed, a label has no name, a name repeats, or there is none.
+        DataError: the file is missing or malformed, a label has no name, a name repeats or is reserved
+            (``image_id``, ``path``, ``split``, ``feat_*``), or there is none.
     """
     xml = Path(xml)
     if not xml.is_file():
         raise DataError(f"{xml}: MULAN label XML not found; pass the dataset's .xml file")
     try:
         root = ET.parse(xml).getroot()
-    except ET.ParseError as err:
+    # LookupError, ValueError: an encoding in the XML declaration that is unknown or that expat cannot decode
+    except (ET.ParseError, LookupError, ValueError) as err:
         raise DataError(f"{xml}: not well-formed XML ({err})") from err
     elements = [e for e in root.iter() if isinstance(e.tag, str) and e.tag.rsplit("}", 1)[-1] == "label"]
     names = [e.get("name") for e in elements]
@@ -285,6 +287,7 @@ def read_mulan_labels(xml: str | os.PathLike) -> list[str]:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f"{xml}: label name(s) {dup} appear more than once")
+    check_label_names(tuple(names), str(xml))
     return names
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, write_label_table
+from retdm.data.table import LabelTable, check_label_names, read_text, write_label_table
 from retdm.errors import ConfigError, DataError
 
 MISSING = ("error", "drop")
@@ -68,6 +68,7 @@ def import_nuswide(root: str | os.PathLike, out: str | os.PathLike | None = None
     if not images_dir.is_dir():
         raise DataError(f"{images_dir}: image folder not found; pass images=<folder holding <subdir>/<file>.jpg>")
     concepts, concept_list = _concepts(root)
+    check_label_names(tuple(concepts), str(concept_list or root / LABELS_DIR))
     listing: dict[str, set[str]] = {}  # subdir → file names on disk, read once per subdir
     ids, paths, splits, blocks, counts, files = [], [], [], [], {}, {}
     for part, split in PARTS:
@@ -142,7 +143,8 @@ def _concepts(root: Path) -> tuple[list[str], Path | None]:
     concept_list = next((root / p for p in CONCEPT_LISTS if (root / p).is_file()), None)
     if concept_list is None:
         return sorted(train), None
-    listed = [line.strip() for line in concept_list.read_text().splitlines() if line.strip()]
+    listed = [line.strip() for line in read_text(concept_list, "re-extract ConceptsList.zip").splitlines()
+              if line.strip()]
     if len(set(listed)) != len(listed) or set(listed) != train:
         raise DataError(f"{concept_list}: lists {len(listed)} concepts but {label_dir} has label files for "
                         f"{len(train)}; without a label file: {sorted(set(listed) - train)}, not listed: "
@@ -155,7 +157,7 @@ def _read_list(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise DataError(f"{path}: image list not found; extract ImageList.zip into {path.parent.parent}")
     entries = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, "re-extract ImageList.zip").splitlines(), start=1):
         text = line.strip()
         if not text:
             continue
@@ -170,7 +172,7 @@ def _read_labels(path: Path, list_path: Path, n: int) -> np.ndarray:
     """One concept's (n,) uint8 labels: a 0/1 per line, as many lines as ``list_path`` has images."""
     if not path.is_file():
         raise DataError(f"{path}: label file not found; re-extract Groundtruth.zip")
-    text = path.read_text()
+    text = read_text(path, "re-extract Groundtruth.zip")
     tokens = text.split()
     lines = text.rstrip().count("\n") + 1 if text.strip() else 0
     if lines != len(tokens):  # a blank or multi-value line inside the file: find it

@@ -110,11 +110,16 @@ def import_scene(root: str | os.PathLike, out: str | os.PathLike | None = None, 
 
 def _read_mat(path: Path) -> tuple[list[int], np.ndarray]:
     """Image numbers 1..N and their (N, 5) uint8 labels from the official ``targets`` (5 × N, ±1)."""
+    import zlib
+
     import scipy.io  # only this layout needs it
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = scipy.io.loadmat(path, variable_names=["targets"])
-    except (ValueError, OSError, NotImplementedError) as err:
+    # scipy's reader is not hardened against damaged files: these are what it raises on them (tests/fuzz)
+    except (ValueError, OSError, NotImplementedError, MatReadError, TypeError, IndexError, ZeroDivisionError,
+            NameError, zlib.error, MemoryError) as err:
         raise DataError(f"{path}: not a readable MATLAB file ({err}); re-extract it from miml-image-data.rar") from err
     if "targets" not in mat:
         raise DataError(f"{path}: no variable 'targets'; expected the official 5 × 2000 matrix in {{-1, +1}}")
@@ -136,7 +141,8 @@ def _read_csv(path: Path) -> tuple[list[int], np.ndarray]:
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: not a readable CSV ({err})") from err
+        # strip: pandas ends some messages with a newline, and a DataError is one line
+        raise DataError(f"{path}: not a readable CSV ({str(err).strip()})") from err
     header = ["image", *SCENE_LABELS]
     if list(raw.columns) != header:
         raise DataError(f"{path}: header is {','.join(map(str, raw.columns))}, expected {','.join(header)}")
@@ -151,7 +157,7 @@ def _read_csv(path: Path) -> tuple[list[int], np.ndarray]:
     numbers = []
     for line, image in enumerate(raw["image"], start=2):
         stem, dot, ext = image.partition(".")
-        if not (stem.isdigit() and dot and ext == "jpg"):
+        if not (stem.isascii() and stem.isdigit() and dot and ext == "jpg"):  # not "²", which int() refuses
             raise DataError(f"{path}, line {line}: image {image!r} is not of the form <number>.jpg as in original/")
         numbers.append(int(stem))
     if len(set(numbers)) != len(numbers):

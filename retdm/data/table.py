@@ -98,14 +98,7 @@ def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -
     Raises:
         DataError: naming the file, the column and the first offending rows, and the fix.
     """
-    if len(label_names) == 0:
-        raise DataError(f"{where}: no label columns; a label table needs at least one label")
-    clash = [n for n in label_names if n in RESERVED or n.startswith(FEATURE_PREFIX)]
-    if clash:
-        raise DataError(f"{where}: label names {clash} clash with reserved columns {RESERVED}/{FEATURE_PREFIX}*; rename them")
-    if len(set(label_names)) != len(label_names):
-        dup = sorted({n for n in label_names if label_names.count(n) > 1})
-        raise DataError(f"{where}: duplicate label names {dup}")
+    check_label_names(label_names, where)
     features = [c for c in frame.columns if str(c).startswith(FEATURE_PREFIX)]
     needed = ["image_id", "split", *label_names] + ([] if features else ["path"])
     missing = [c for c in needed if c not in frame.columns]
@@ -142,6 +135,25 @@ def check_frame(frame: pd.DataFrame, label_names: tuple[str, ...], where: str) -
     columns["split"] = frame["split"].astype(str).to_numpy()
     columns.update({name: frame[name].to_numpy().astype(np.uint8) for name in label_names})
     return pd.DataFrame(columns)
+
+
+def check_label_names(label_names: tuple[str, ...], where: str) -> None:
+    """Refuse an empty, repeated or reserved (``image_id``, ``path``, ``split``, ``feat_*``) label name.
+
+    Importers call it with the file the names come from, so that the message points there rather
+    than at the table being written.
+
+    Raises:
+        DataError: naming ``where`` and the offending names.
+    """
+    if len(label_names) == 0:
+        raise DataError(f"{where}: no label columns; a label table needs at least one label")
+    clash = [n for n in label_names if n in RESERVED or n.startswith(FEATURE_PREFIX)]
+    if clash:
+        raise DataError(f"{where}: label names {clash} clash with reserved columns {RESERVED}/{FEATURE_PREFIX}*; rename them")
+    if len(set(label_names)) != len(label_names):
+        dup = sorted({n for n in label_names if label_names.count(n) > 1})
+        raise DataError(f"{where}: duplicate label names {dup}")
 
 
 def _plain(value):
@@ -348,6 +360,18 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_text(path: Path, fix: str) -> str:
+    """The text of an annotation file: UTF-8 (a byte-order mark dropped), universal newlines.
+
+    Raises:
+        DataError: the file cannot be read or is not UTF-8; the message names it and ends with ``fix``.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read as UTF-8 text ({err}); {fix}") from err
 
 
 def replace_dir(tmp: Path, out_dir: Path) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import IGNORE_KEY, LabelTable, write_label_table
+from retdm.data.table import IGNORE_KEY, LabelTable, read_text, write_label_table
 from retdm.errors import ConfigError, DataError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -131,7 +131,7 @@ def _read_part(main: Path, part: str) -> tuple[list[str], np.ndarray]:
     for c in VOC_CLASSES:
         path = main / f"{c}_{part}.txt"
         file_ids, vals = [], []
-        for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        for line_no, line in enumerate(read_text(path, "use the official ImageSets/Main").splitlines(), start=1):
             fields = line.split()
             if not fields:
                 continue

@@ -41,7 +41,7 @@ def test_list_csv_with_separator_and_split(images, tmp_path):
 
 @pytest.mark.parametrize("body, match", [
     ("image,sky\n0.png,1\n1.png,2\n", r"line 3, column 'sky': expected 0 or 1, got '2'"),
-    ("image,sky\n0.png,1\n99.png,0\n", r"line 3: image file .*99.png does not exist"),
+    ("image,sky\n0.png,1\n99.png,0\n", r"line 3: image file .*99.png' does not exist"),
     ("image,sky\n", "empty"),
     ("name,sky\n0.png,1\n", "no 'image' column"),
     ("image,sky,image\n0.png,1,1\n", r"labels\.csv: column\(s\) \['image'\] appear more than once"),
