@@ -52,7 +52,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from retdm.data.dataset import read_image
-from retdm.data.table import LabelTable, replace_dir
+from retdm.data.table import LabelTable, remove_stale_temporaries, replace_dir
 from retdm.data.transforms import resize_square
 from retdm.errors import DataError
 
@@ -134,6 +134,7 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
     workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     n = len(files)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         shards = _write_shards(table.root, files, tmp, size, shard_size, workers, progress)

@@ -202,3 +202,11 @@ def test_rebuild_replaces_and_refuses_foreign_dir(table, built, tmp_path):
     with pytest.raises(DataError, match="refusing"):
         build_image_cache(table, foreign, size=12, progress=False)
     assert (foreign / "notes.txt").read_text() == "keep"
+
+
+def test_a_build_killed_mid_way_leaves_nothing_once_built_again(table, tmp_path):
+    """The folder a killed build wrote its shards into (``.cache.<8 characters>.tmp``) goes with the next build."""
+    (tmp_path / ".cache.a1b2c3d4.tmp").mkdir()
+    (tmp_path / ".cache.a1b2c3d4.tmp" / shard_name(0)).write_bytes(b"half a shard")
+    build_image_cache(table.take(np.arange(5)), tmp_path / "cache", size=SIZE, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
