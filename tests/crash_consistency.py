@@ -3,8 +3,8 @@ run again to the end, must leave what an uninterrupted run leaves.
 
 A trial clones the tiny project (:func:`tests.project_copy.tiny_project`), starts ``dvc repro``
 in a session of its own and, after a delay drawn uniformly over the wall time of a reference run
-(``random.Random(seed)``; a pause of the whole job does not count, :func:`run_for`), kills the
-whole process group with SIGKILL: DVC and the stage command it runs, as a crash of the machine or
+(``random.Random(seed)``; a point past the end of its run draws again), kills the whole
+process group with SIGKILL: DVC and the stage command it runs, as a crash of the machine or
 an OOM kill of the job would (a SIGKILL of ``dvc repro`` alone leaves its stage running). Then
 ``dvc repro`` runs to the end, as is, and the clone is compared with the reference run
 (:func:`differences`): ``dvc.lock`` equal as parsed YAML (its md5 of every stage output, ``runs/``
@@ -58,7 +58,6 @@ if str(ROOT) not in sys.path:  # run as a script
 from tests.project_copy import clone, isolated_environ, run_env, sh, tiny_project  # noqa: E402
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
-TICK, PAUSE = 0.1, 5.0  # seconds: how often run_for looks, and a tick this late was a pause
 
 
 @dataclass
@@ -86,31 +85,17 @@ def start_repro(repo: Path, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def run_for(proc: subprocess.Popen, seconds: float = math.inf) -> float:
-    """Wait until ``proc`` ends or ``seconds`` of wall time went by; returns the seconds waited.
-
-    A pause of the whole job (SIGSTOP, a suspended machine: a tick of this loop more than
-    ``PAUSE`` seconds late) does not count, so kill points fall on the run's own time.
-    """
-    waited, last = 0.0, time.monotonic()
-    while waited < seconds and proc.poll() is None:
-        time.sleep(min(TICK, seconds - waited))
-        now = time.monotonic()
-        if now - last < PAUSE:
-            waited += now - last
-        last = now
-    return waited
-
-
 def reproduce(repo: Path, log: Path) -> float:
-    """Run ``dvc repro`` in ``repo`` to the end; its wall time in seconds (:func:`run_for`). A
-    failure raises ``RuntimeError`` with the tail of its output."""
+    """Run ``dvc repro`` in ``repo`` to the end, its output into ``log``. Returns its wall time in
+    seconds, from its start to its last output: the run's own, whatever this process did
+    meanwhile (it may be paused while the run goes on). A failure raises ``RuntimeError`` with
+    the tail of its output."""
     proc = start_repro(repo, log)
-    seconds = run_for(proc)
+    started = psutil.Process(proc.pid).create_time()  # not reaped before wait(): there even if it ended
     if proc.wait():
         raise RuntimeError(f"dvc repro in {repo} failed (exit {proc.returncode}); its output ends:\n"
                            f"{log.read_text()[-3000:]}")
-    return seconds
+    return log.stat().st_mtime - started
 
 
 def kill_group(pgid: int, timeout: float = 30.0) -> None:
@@ -150,8 +135,11 @@ def crash(repo: Path, delays: list[float], logs: Path) -> list[Kill]:
     for i, delay in enumerate(delays):
         log = logs / f"kill{i}.log"
         proc = start_repro(repo, log)
-        run_for(proc, delay)
-        if proc.poll() is not None:
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            pass
+        else:
             kills.append(Kill(delay, None, "finished"))
             continue
         try:
