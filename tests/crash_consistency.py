@@ -15,17 +15,25 @@ temporaries of a writer killed mid-write), ``dvc status`` clean.
 Where each kill landed comes from the killed run's output (its last ``Running stage``) and
 whether DVC had a child process at that moment: ``command`` (the stage's command was running) or
 ``dvc`` (DVC's own work around it: hashing outputs, filling its cache, writing ``dvc.lock``,
-checking the next stage). A stale ``.dvc/tmp/rwlock`` entry of the killed pids is recorded too:
-DVC skips the entries of dead pids itself.
+checking the next stage). The killed run's entries stay in ``.dvc/tmp/rwlock``; the rerun goes
+past them, as DVC drops the entries of dead pids itself.
+
+One window is DVC's, not ours: it rewrites ``dvc.lock`` in place (truncate, then write), so a kill
+inside that rewrite leaves it empty or cut short; empty (or cut mid-entry), the next ``dvc repro``
+stops with "'./dvc.lock' validation failed". ``rm dvc.lock && dvc repro`` then recovers: the
+run-cache restores every finished stage without running it, ``compare`` and ``report`` (outputs
+outside the cache) run again, and the result is the reference's. A failed rerun is recorded as
+such, then that recovery is tried and checked too. ``--at-lock-write`` aims each kill into that
+window: after the drawn delay, at DVC's next "Updating lock file".
 
 Before the trials a second uninterrupted run (the control) must equal the reference, or the
 comparison would mean nothing: training is byte-reproducible on CPU, and ``timing.csv``, the one
 output that is not, is in ``.dvcignore``.
 
-Run: ``python -m tests.crash_consistency [--kills 20] [--seed 0] [--json PATH]`` or ``make crash``
-(20 kills, each trial a fresh run from scratch: about 80 minutes on 2 cores). ``--per-run K``
-kills each run K times, each time during the rerun of the previous kill, before the run to the
-end. The test suite runs that cheap variant once: 3 kills in one run
+Run: ``python -m tests.crash_consistency [--kills 20] [--seed 0] [--json PATH] [--at-lock-write]``
+or ``make crash`` (20 kills, each trial a fresh run from scratch: about 80 minutes on 2 cores).
+``--per-run K`` kills each run K times, each time during the rerun of the previous kill, before
+the run to the end. The test suite runs that cheap variant once: 3 kills in one run
 (``tests/pipelines/test_pipeline.py``).
 """
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import fnmatch
 import json
 import math
 import os
@@ -58,12 +67,14 @@ if str(ROOT) not in sys.path:  # run as a script
 from tests.project_copy import clone, isolated_environ, run_env, sh, tiny_project  # noqa: E402
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
+LOCK_WRITE = b"Updating lock file"  # DVC logs it, then rewrites dvc.lock in place (not atomically)
 
 
 @dataclass
 class Kill:
     """One kill: ``after_s`` seconds into a ``dvc repro``, during ``stage`` (None: before the
-    first), in ``phase`` ``command``, ``dvc`` or ``finished`` (the run ended before the kill)."""
+    first), in ``phase`` ``command``, ``dvc``, ``lock`` (:func:`crash`'s ``at_lock_write``) or
+    ``finished`` (the run ended before the kill)."""
 
     after_s: float
     stage: str | None
@@ -127,9 +138,11 @@ def stale_rwlock(repo: Path) -> bool:
     return bool(lock.get("read") or lock.get("write"))
 
 
-def crash(repo: Path, delays: list[float], logs: Path) -> list[Kill]:
+def crash(repo: Path, delays: list[float], logs: Path, at_lock_write: bool = False) -> list[Kill]:
     """For each delay: start ``dvc repro`` in ``repo`` and kill its process group with SIGKILL that
-    many seconds later (unless it ended first). Outputs go to ``logs/killN.log``."""
+    many seconds later (unless it ended first); with ``at_lock_write``, at the moment after that
+    when DVC logs its next rewrite of ``dvc.lock`` (phase ``lock``: it truncates the file, then
+    writes it anew). Outputs go to ``logs/killN.log``."""
     logs.mkdir(parents=True, exist_ok=True)
     kills = []
     for i, delay in enumerate(delays):
@@ -142,10 +155,19 @@ def crash(repo: Path, delays: list[float], logs: Path) -> list[Kill]:
         else:
             kills.append(Kill(delay, None, "finished"))
             continue
-        try:
-            phase = "command" if psutil.Process(proc.pid).children() else "dvc"
-        except psutil.NoSuchProcess:
-            phase = "dvc"
+        if at_lock_write:
+            seen = log.read_bytes().count(LOCK_WRITE)
+            while proc.poll() is None and log.read_bytes().count(LOCK_WRITE) == seen:
+                time.sleep(0.001)
+            if proc.poll() is not None:
+                kills.append(Kill(delay, None, "finished"))
+                continue
+            phase = "lock"
+        else:
+            try:
+                phase = "command" if psutil.Process(proc.pid).children() else "dvc"
+            except psutil.NoSuchProcess:
+                phase = "dvc"
         kill_group(proc.pid)
         proc.wait()
         stages = RUNNING.findall(log.read_text(errors="replace"))
@@ -162,13 +184,18 @@ def _files(root: Path) -> dict[str, Path]:
 
 
 def _workspace(root: Path) -> set[str]:
-    """The paths of ``root``'s files and folders, less git's, DVC's own and ``results/``."""
+    """The paths of ``root``'s files and folders, less git's, DVC's own, ``results/`` and what
+    ``.dvcignore`` names (``timing.csv``: a stage restored from DVC's cache has none)."""
+    ignored = [line.strip().rstrip("/") for line in (root / ".dvcignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
     found = set()
     for folder, dirs, files in os.walk(root):
         if Path(folder) == root:
             dirs[:] = [d for d in dirs if d not in (".git", ".dvc", "results")]
+        dirs[:] = [d for d in dirs if not any(fnmatch.fnmatch(d, pattern) for pattern in ignored)]
         rel = Path(folder).relative_to(root)
-        found.update((rel / name).as_posix() for name in [*dirs, *files])
+        found.update((rel / name).as_posix() for name in [*dirs, *files]
+                     if not any(fnmatch.fnmatch(name, pattern) for pattern in ignored))
     return found
 
 
@@ -222,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points (default 0)")
     parser.add_argument("--json", type=Path, help="write the trials and the summary there")
     parser.add_argument("--keep", action="store_true", help="keep every trial's clone (failed ones are always kept)")
+    parser.add_argument("--at-lock-write", action="store_true",
+                        help="kill, after each drawn delay, when DVC next rewrites dvc.lock (in place, not atomically)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -244,35 +273,51 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     trials = []
     landed = 0  # a point past the end of a faster run than the reference kills nothing: draw again
-    while landed < args.kills and len(trials) < 3 * math.ceil(args.kills / args.per_run):
-        i = len(trials)
+    for i in range(3 * math.ceil(args.kills / args.per_run)):  # at most: each draw may fall past the end
+        if landed >= args.kills:
+            break
         repo = clone(origin, state / f"trial{i}")
         t0 = time.perf_counter()
-        kills = crash(repo, kill_points(rng, seconds, args.per_run), state / f"trial{i}.logs")
+        logs = state / f"trial{i}.logs"
+        kills = crash(repo, kill_points(rng, seconds, args.per_run), logs, args.at_lock_write)
+        if all(k.phase == "finished" for k in kills):
+            shutil.rmtree(repo)
+            continue
         landed += sum(k.phase != "finished" for k in kills)
+        recovery = None  # after a failed rerun: what `rm dvc.lock && dvc repro` leaves ([]: the reference's)
         try:
-            rerun = reproduce(repo, state / f"trial{i}.logs" / "rerun.log")
+            rerun = reproduce(repo, logs / "rerun.log")
             diffs = differences(reference, repo)
-        except RuntimeError as exc:
-            rerun, diffs = math.nan, [f"the rerun failed: {exc}"]
+        except RuntimeError:
+            rerun, diffs = math.nan, [f"the rerun failed: {_last_error(logs / 'rerun.log')}"]
+            (repo / "dvc.lock").unlink(missing_ok=True)  # the run-cache restores every finished stage
+            try:
+                reproduce(repo, logs / "recovery.log")
+                recovery = differences(reference, repo)
+            except RuntimeError:
+                recovery = [f"failed too: {_last_error(logs / 'recovery.log')}"]
         trials.append({"trial": i, "kills": [asdict(k) | {"where": k.where} for k in kills], "rerun_s": rerun,
-                       "seconds": time.perf_counter() - t0, "differences": diffs})
+                       "seconds": time.perf_counter() - t0, "differences": diffs, "recovery": recovery})
         where = "; ".join(f"{k.after_s:.1f} s: {k.stage or '-'} ({k.phase})" for k in kills)
         print(f"trial {i}: kill {where}; rerun {rerun:.0f} s: {'PASS' if not diffs else 'FAIL'}", flush=True)
         for d in diffs:
             print(f"  {d}", flush=True)
+        if recovery is not None:
+            print(f"  rm dvc.lock && dvc repro: {'; '.join(recovery) or 'then as the reference'}", flush=True)
         if not diffs and not args.keep:
             shutil.rmtree(repo)
 
     passed = sum(not t["differences"] for t in trials)
-    hist = collections.Counter(k["where"] for t in trials for k in t["kills"])
+    recovered = sum(t["recovery"] == [] for t in trials)
+    hist = collections.Counter(k["where"] for t in trials for k in t["kills"] if k["phase"] != "finished")
     total = time.perf_counter() - started
-    summary = {"kills": landed, "trials": len(trials), "passed": passed,
+    summary = {"kills": landed, "trials": len(trials), "passed": passed, "recovered_by_rm_dvc_lock": recovered,
                "reference_s": seconds, "control_s": control_seconds, "total_s": total, "seed": args.seed,
+               "at_lock_write": args.at_lock_write,
                "stale_rwlock": sum(k["stale_rwlock"] for t in trials for k in t["kills"]),
                "where": dict(hist.most_common())}
-    print(f"\n{passed} of {len(trials)} trials ({summary['kills']} kills) left what the uninterrupted run left; "
-          f"{total / 60:.0f} min in all (reference run {seconds:.0f} s)")
+    print(f"\n{passed} of {len(trials)} killed runs ({landed} kills) left what the uninterrupted run left when "
+          f"run again; {recovered} more after `rm dvc.lock`; {total / 60:.0f} min in all (reference run {seconds:.0f} s)")
     print(f"the killed run's entries stayed in .dvc/tmp/rwlock after {summary['stale_rwlock']} kills "
           "(DVC drops those of dead pids itself)")
     print("where the kills landed:")
@@ -285,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"failed trials kept in {state}")
     return 0 if passed == len(trials) else 1
+
+
+def _last_error(log: Path) -> str:
+    """The last ``ERROR`` line of a DVC output (else its last line)."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "ERROR" in line]
+    return (errors or lines or ["(no output)"])[-1]
 
 
 if __name__ == "__main__":
