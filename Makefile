@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation fuzz
+.PHONY: setup browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation fuzz crash
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench: setup
 # without CUDA), the Dask flow against the sequential one, Prefect against dvc repro, 3-seed training.
 bench-all: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run_all.py --all
+
+# Crash consistency (~80 min on 2 cores): `dvc repro` of the tiny pipeline killed with SIGKILL (its
+# whole process group) at 20 seeded random points, each in a fresh temporary copy, then run to the
+# end; dvc.lock, results/ and `dvc status` must equal an uninterrupted run's (tests/crash_consistency.py).
+crash: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.crash_consistency --kills 20
 
 clean:
 	rm -rf data runs results reports

@@ -47,9 +47,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from retdm.methods import METHODS  # noqa: E402
-from tests.project_copy import copy_project  # noqa: E402
+from tests.project_copy import copy_project, isolated_environ, run_env  # noqa: E402
 
-BIN = Path(sys.executable).parent
 TINY = {"data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
 TARGET = 1.2
@@ -140,9 +139,7 @@ def inside_overhead(records: list[dict], overhead: dict[str, float]) -> float:
 
 def bench_env(state: Path) -> dict[str, str]:
     """The environment of the benchmarked runs: no analytics, DVC and Prefect state under ``state``."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-            "DO_NOT_TRACK": "1", "DVC_SITE_CACHE_DIR": str(state / "dvc-site"), "PREFECT_HOME": str(state / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1"}
+    return {**run_env(), **isolated_environ(state), "TQDM_DISABLE": "1"}
 
 
 def main(tiny: bool) -> dict:

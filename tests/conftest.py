@@ -5,13 +5,11 @@ import tempfile
 
 import pytest
 
+from tests.project_copy import isolated_environ
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 # No analytics, no shared state outside the test run (DVC site cache, Prefect home): DESIGN §4.
-_STATE = tempfile.mkdtemp(prefix="retdm-tests-")
-for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false",
-                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_SITE_CACHE_DIR": f"{_STATE}/dvc-site",
-                   "PREFECT_HOME": f"{_STATE}/prefect"}.items():
-    os.environ[key] = value
+os.environ.update(isolated_environ(tempfile.mkdtemp(prefix="retdm-tests-")))
 
 TINY = {
     "data.image_size": 32, "data.resize": 36, "data.batch_size": 16, "data.val_fraction": 0.2,

@@ -51,7 +51,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from retdm.data.dataset import decode_image, decode_workers, unreadable_message
-from retdm.data.table import LabelTable, replace_dir
+from retdm.data.table import LabelTable, remove_stale_temporaries, replace_dir
 from retdm.data.transforms import resize_square
 from retdm.errors import DataError
 
@@ -135,6 +135,7 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
                             f"image cache. Choose an empty or new directory")
     n = len(files)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         shards, bad = _write_shards(table.root, files, tmp, size, shard_size, decode_workers(workers), progress)

@@ -117,7 +117,8 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, read_label_table, replace_dir, write_label_table
+from retdm.data.table import (LabelTable, assign_split, read_label_table, remove_stale_temporaries, replace_dir,
+                              write_label_table)
 from retdm.errors import ConfigError, DataError
 
 GENERATOR = "retdm.data.synthetic"
@@ -580,6 +581,7 @@ def make_synthetic(
         sort_keys=True,
     )
 
+    remove_stale_temporaries(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
         (tmp / "images").mkdir()

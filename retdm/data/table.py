@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -345,13 +346,36 @@ def _write_moved(arrow: pa.Table, meta: dict[bytes, bytes], src: Path, dst: Path
     return dst
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of ``path`` that a writer killed mid-write left beside it.
+
+    A SIGKILL, an OOM kill or a power loss runs no ``except``: the temporary file of
+    :func:`atomic_write`, or the folder a directory is built in before :func:`replace_dir`, stays
+    (``.<name>.<8 random characters>.tmp``, as ``tempfile.mkstemp``/``mkdtemp`` name them), and
+    under ``results/`` it would sit in a folder a DVC stage hashes. The writer of ``path`` calls
+    this before it starts; one writer at a time writes a given path.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    stale = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    for entry in path.parent.iterdir():
+        if stale.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
-    On any error the temporary file is removed and whatever was at ``path`` stays untouched.
+    On any error the temporary file is removed and whatever was at ``path`` stays untouched; one
+    left by a writer killed mid-write is removed first (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

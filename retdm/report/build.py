@@ -212,6 +212,8 @@ def build_report(root: str | os.PathLike = ".", out_dir: str | os.PathLike | Non
     generated = f"retdm {__version__}, code revision {code_revision()}"
     title = "RETDM reproduction report"
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".report-*"):  # the staging folder of a report killed mid-write (SIGKILL, OOM)
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".report-") as tmp:
         tmp = Path(tmp)
         (tmp / "index.html").write_text(render_html(title, sections, generated=generated))

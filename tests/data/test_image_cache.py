@@ -215,3 +215,11 @@ def test_every_undecodable_image_is_listed_and_nothing_is_built(table, tmp_path)
                                         r"cannot be decoded"):
         build_image_cache(bad, tmp_path / "cache", size=SIZE, shard_size=SHARD, workers=2, progress=False)
     assert not (tmp_path / "cache").exists() and _leftovers(tmp_path) == []
+
+
+def test_a_build_killed_mid_way_leaves_nothing_once_built_again(table, tmp_path):
+    """The folder a killed build wrote its shards into (``.cache.<8 characters>.tmp``) goes with the next build."""
+    (tmp_path / ".cache.a1b2c3d4.tmp").mkdir()
+    (tmp_path / ".cache.a1b2c3d4.tmp" / shard_name(0)).write_bytes(b"half a shard")
+    build_image_cache(table.take(np.arange(5)), tmp_path / "cache", size=SIZE, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

@@ -207,3 +207,11 @@ def test_difficulty_knobs_change_images(tmp_path):
 def test_progress_bar_runs(tmp_path):
     make_synthetic(tmp_path / "p", num_images=2, image_size=32, progress=True)
     assert (tmp_path / "p" / "labels.parquet").is_file()
+
+
+def test_a_build_killed_mid_way_leaves_nothing_once_built_again(tmp_path):
+    """The folder a killed build wrote its images into (``.raw.<8 characters>.tmp``) goes with the next build."""
+    stale = tmp_path / ".raw.a1b2c3d4.tmp"
+    (stale / "images").mkdir(parents=True)
+    make_synthetic(tmp_path / "raw", num_images=12, image_size=32, seed=3, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

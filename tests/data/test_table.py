@@ -1,11 +1,12 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from retdm.data.table import LabelTable, assign_split, read_label_table, resplit_table, write_label_table
+from retdm.data.table import LabelTable, assign_split, atomic_write, read_label_table, resplit_table, write_label_table
 from retdm.errors import DataError
 
 
@@ -111,3 +112,19 @@ def test_resplit_keeps_bad_rows_for_validation_to_report(tmp_path):
     with pytest.raises(DataError, match="raw.parquet.*run the download stage"):
         resplit_table(tmp_path / "missing" / "raw.parquet", tmp_path / "t.parquet")
     assert not (tmp_path / "t.parquet").exists()
+
+
+def test_a_write_removes_what_a_writer_killed_mid_write_left_of_its_own_path(tmp_path):
+    """A SIGKILL runs no ``except``: the temporary of an atomic write (a file) or of a directory
+    being built (a folder) stays beside the target, e.g. in results/, which the compare stage
+    hashes. The next writer of that path removes them, and nothing that is not its own."""
+    (tmp_path / ".comparison.parquet.k3x_9a0b.tmp").write_text("half a file")
+    (tmp_path / ".comparison.parquet.0123abcd.tmp").mkdir()
+    (tmp_path / ".comparison.parquet.0123abcd.tmp" / "part").write_text("half a folder")
+    others = [".metrics.parquet.k3x_9a0b.tmp", ".comparison.parquet.json.k3x_9a0b.tmp",
+              ".comparison.parquet.k3x_9a0b.tmp.keep", "comparison.parquet.k3x_9a0b.tmp", ".comparison.parquet.k3x.tmp"]
+    for name in others:
+        (tmp_path / name).write_text("not a temporary of comparison.parquet")
+    atomic_write(tmp_path / "comparison.parquet", lambda tmp: Path(tmp).write_text("new"))
+    assert (tmp_path / "comparison.parquet").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["comparison.parquet", *others])

@@ -5,8 +5,8 @@ Prefect flow leaving the same `dvc.lock` as `dvc repro`."""
 import json
 import os
 import shutil
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,45 +14,34 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.project_copy import RUN_OUTPUTS, copy_project
-from tests.tiny_params import METHODS, SEEDS, TINY, TINY_PARAMS, set_params
+from tests.project_copy import BIN, RUN_OUTPUTS, clone, sh, tiny_project
+from tests.tiny_params import METHODS, SEEDS, TINY, set_params
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+
 pytestmark = pytest.mark.slow
-
-
-def sh(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
     """The project's git-tracked files (never a run's dvc.lock or outputs) in a fresh git repo, tiny params."""
-    repo = copy_project(tmp_path_factory.mktemp("origin"))
+    repo = tiny_project(tmp_path_factory.mktemp("origin"))
     assert not any((repo / out).exists() for out in RUN_OUTPUTS), "a run's outputs leaked into the copy"
-    set_params(repo, **TINY_PARAMS)
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "-c", "user.email=ci@retdm", "-c", "user.name=ci", "commit", "-qm", "tiny")
     return repo
-
-
-def clone(origin: Path, dest: Path) -> Path:
-    """Clones share the commit, hence the code revision every output records."""
-    sh(dest.parent, "git", "clone", "-q", str(origin), str(dest))
-    return dest
 
 
 @pytest.fixture(scope="module")
-def repro(origin, tmp_path_factory) -> Path:
+def repro_run(origin, tmp_path_factory) -> tuple[Path, float]:
+    """A clone of `origin` after `dvc repro` from scratch, and that run's wall time in seconds."""
     repo = clone(origin, tmp_path_factory.mktemp("repro") / "repo")
+    start = time.perf_counter()
     sh(repo, "dvc", "repro")
-    return repo
+    return repo, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def repro(repro_run) -> Path:
+    return repro_run[0]
 
 
 def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
@@ -89,6 +78,33 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
     assert json.loads(sh(repro, "dvc", "status", "--json").stdout) == {}
     again = sh(repro, "dvc", "repro").stdout
     assert "Running stage" not in again and "didn't change" in again
+
+
+def test_dvc_repro_killed_at_random_points_then_run_to_the_end_leaves_what_an_uninterrupted_run_leaves(
+        origin, repro_run, tmp_path):
+    """The cheap variant of `make crash` (tests/crash_consistency.py): SIGKILL of the whole process
+    group of `dvc repro` 3 times at seeded points uniform over the reference run's wall time, each
+    kill during the rerun after the one before, then `dvc repro` to the end: dvc.lock, results/
+    and `dvc status` as after the uninterrupted run."""
+    import random
+
+    from tests.crash_consistency import crash, differences, kill_points, reproduce
+
+    reference, seconds = repro_run
+    repo = clone(origin, tmp_path / "repo")
+    kills = crash(repo, kill_points(random.Random(0), seconds, 3), tmp_path / "logs")
+    assert sum(k.phase != "finished" for k in kills) >= 2, kills  # on a suddenly idle machine a rerun may end first
+    reproduce(repo, tmp_path / "logs/rerun.log")
+    assert differences(reference, repo) == []
+
+
+def test_the_report_stage_removes_the_staging_folder_a_killed_report_left(repro):
+    """A report killed mid-write (SIGKILL, OOM) leaves its staging folder in reports/; the next one removes it."""
+    stale = repro / "reports/.report-k3x_9a0b"
+    stale.mkdir()
+    (stale / "index.html").write_text("half a page")
+    sh(repro, "python", "-m", "pipelines.report")
+    assert not stale.exists() and json.loads(sh(repro, "dvc", "status", "--json").stdout) == {}
 
 
 def test_lineage_traces_every_row_to_dvc_lock(repro):
