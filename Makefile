@@ -26,8 +26,9 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 # The parsers (CSV, ARFF/XML, the official layouts, --set/params.yaml, archives) under property-based
-# fuzzing: 10,000 random cases per test (FUZZ_EXAMPLES=N for another number), a new seed each run;
-# the cases per parser are listed at the end. `make test` runs the same tests on a small fixed budget.
+# fuzzing: 10,000 random cases per parser (FUZZ_EXAMPLES=N for another number), a new seed each run;
+# the cases per parser are listed at the end and recorded in results/published/fuzz.json (README's
+# fuzzing block: `retdm publish --readme`). `make test` runs the same tests on a small fixed budget.
 FUZZ_EXAMPLES ?= 10000
 fuzz: setup
 	RETDM_FUZZ=full RETDM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/fuzz

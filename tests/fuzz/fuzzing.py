@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 FULL = os.environ.get("RETDM_FUZZ", "") == "full"
-FULL_EXAMPLES = int(os.environ.get("RETDM_FUZZ_EXAMPLES", 10_000))  # per test under RETDM_FUZZ=full
+TARGET_EXAMPLES = 10_000  # what `make fuzz` must reach per test (and so per parser) to pass
+FULL_EXAMPLES = int(os.environ.get("RETDM_FUZZ_EXAMPLES", TARGET_EXAMPLES))  # per test under RETDM_FUZZ=full
 _COMMON = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 settings.register_profile("ci", max_examples=50, derandomize=True, **_COMMON)
@@ -28,9 +29,32 @@ settings.register_profile("fuzz", max_examples=FULL_EXAMPLES, derandomize=False,
 settings.load_profile("fuzz" if FULL else "ci")
 
 
-def budget(ci_examples: int) -> settings:
-    """``@budget(n)``: ``n`` cases per CI run (fixed seed), ``FULL_EXAMPLES`` under ``RETDM_FUZZ=full``."""
-    return settings(max_examples=FULL_EXAMPLES if FULL else ci_examples)
+# The parsers `make fuzz` must drive through ≥ TARGET_EXAMPLES cases each, and the tests that fuzz
+# each one (a parser with two tests splits its cases between them).
+PARSERS = {
+    "CSV importer (`folder`)": ("test_valid_csv_reads_back_exactly", "test_mutated_csv_keeps_the_invariant"),
+    "ARFF and XML readers (`mulan`)": ("test_valid_arff_reads_back_exactly",
+                                       "test_mutated_arff_or_xml_keeps_the_invariant"),
+    "COCO importer": ("test_coco", "test_coco_json_structure"),
+    "VOC importer": ("test_voc",),
+    "MIRFLICKR importer": ("test_mirflickr",),
+    "NUS-WIDE importer": ("test_nuswide",),
+    "scene importer": ("test_scene",),
+    "`--set` overrides": ("test_set_overrides",),
+    "`params.yaml`": ("test_params_yaml",),
+    "archive extraction": ("test_generated_archives", "test_plain_archives_extract_exactly_or_damaged_ones_cleanly"),
+}
+
+
+def parser_of(test: str) -> str:
+    """The ``PARSERS`` entry that ``test`` (a test function's name) fuzzes."""
+    return next(name for name, tests in PARSERS.items() if test in tests)
+
+
+def budget(ci_examples: int, parser: str) -> settings:
+    """``@budget(n, parser)``: ``n`` cases per CI run (fixed seed); under ``RETDM_FUZZ=full`` that
+    parser's share of ``FULL_EXAMPLES`` (all of it, or half where two tests fuzz the parser)."""
+    return settings(max_examples=-(-FULL_EXAMPLES // len(PARSERS[parser])) if FULL else ci_examples)
 
 
 # Bytes that parsers treat specially: separators, quotes, line ends, BOM, NUL, invalid UTF-8,

@@ -90,7 +90,7 @@ def _sandbox_state(sandbox: Path, target: Path) -> dict[str, int]:
     return {k: v for k, v in files_under(sandbox).items() if not (sandbox / k).is_relative_to(target)}
 
 
-@budget(80)
+@budget(80, "archive extraction")
 @given(st.lists(entry, max_size=5), st.sampled_from(FORMATS), st.sampled_from((None, "a", "top")), st.booleans(),
        st.data())
 def test_generated_archives(entries, fmt, into, existing, data):
@@ -113,7 +113,7 @@ def test_generated_archives(entries, fmt, into, existing, data):
         _extract(sandbox, archive, target, into)
 
 
-@budget(80)
+@budget(80, "archive extraction")
 @given(st.lists(st.tuples(safe_names, st.binary(max_size=8)), min_size=1, max_size=4,
                 unique_by=lambda e: e[0].split("/")[0]), st.sampled_from(FORMATS), st.data())
 def test_plain_archives_extract_exactly_or_damaged_ones_cleanly(files, fmt, data):

@@ -50,7 +50,7 @@ keys = st.one_of(st.sampled_from(CONFIG_KEYS), st.sampled_from(CONFIG_KEYS).map(
                  st.text(st.sampled_from("ab.=_ "), max_size=6), st.sampled_from(("", ".", "data.", ".seed", " seed")))
 
 
-@budget(100)
+@budget(100, "`--set` overrides")
 @given(st.sampled_from(("cpu", "paper", "lite", "features", "nope", "")),
        st.lists(st.tuples(keys, st.sampled_from(("=", "=", "")), value_texts), max_size=3),
        st.none() | st.integers(-2, 10))
@@ -115,7 +115,7 @@ def _keys_of(text: bytes) -> list[str]:
     return [k for p in _paths(tree) if p for k in (".".join(map(str, p)), str(p[-1]))]
 
 
-@budget(100)
+@budget(100, "`params.yaml`")
 @given(params_texts())
 def test_params_yaml(text):
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,7 +96,7 @@ def _run(images_dir: Path, csv_path: Path, out: Path, **options):
     return read_label_table(out)
 
 
-@budget(60)
+@budget(60, "CSV importer (`folder`)")
 @given(csv_dataset(), st.data())
 def test_valid_csv_reads_back_exactly(dataset, data):
     images, header, rows, names, labels, split, separator = dataset
@@ -115,7 +115,7 @@ def test_valid_csv_reads_back_exactly(dataset, data):
         assert all((table.root / p).is_file() for p in table.frame["path"])
 
 
-@budget(60)
+@budget(60, "CSV importer (`folder`)")
 @given(csv_dataset(), st.data(), st.sampled_from(("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16")),
        st.sampled_from(SEPARATORS + ("", "  ", "\t", "\n")))
 def test_mutated_csv_keeps_the_invariant(dataset, data, encoding, separator):

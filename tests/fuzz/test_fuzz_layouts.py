@@ -89,7 +89,7 @@ def _layout_case(build, importer, data, *, mutate: bool, **options):
 coco_images = st.lists(st.lists(st.sampled_from(COCO_IDS), max_size=3), min_size=1, max_size=4)
 
 
-@budget(40)
+@budget(40, "COCO importer")
 @given(coco_images, coco_images, st.booleans(), st.booleans(), st.data())
 def test_coco(train, val, keep_unannotated, mutate, data):
     got = _layout_case(lambda root: make_coco(root, train, val), import_coco, data, mutate=mutate,
@@ -107,7 +107,7 @@ def test_coco(train, val, keep_unannotated, mutate, data):
         ["test"] * sum(bool(c) or keep_unannotated for c in val)
 
 
-@budget(40)
+@budget(40, "COCO importer")
 @given(coco_images, coco_images, st.data())
 def test_coco_json_structure(train, val, data):
     """A node of an instances file replaced by another JSON value, or a key dropped."""
@@ -140,7 +140,7 @@ voc_ids = st.lists(st.text("0123456789", min_size=6, max_size=6), min_size=2, ma
 voc_values = st.dictionaries(st.sampled_from(VOC_CLASSES), st.sampled_from((0, 1)), max_size=3)
 
 
-@budget(30)
+@budget(30, "VOC importer")
 @given(voc_ids, st.data(), st.sampled_from(("negative", "ignore", "hard")), st.booleans())
 def test_voc(ids, data, difficult, mutate):
     cut = data.draw(st.integers(1, len(ids) - 1))
@@ -161,7 +161,7 @@ def test_voc(ids, data, difficult, mutate):
 
 # --- MIRFLICKR -------------------------------------------------------------------------------------
 
-@budget(30)
+@budget(30, "MIRFLICKR importer")
 @given(st.integers(1, 5), st.data(), st.booleans(), st.booleans())
 def test_mirflickr(n, data, drop_unlabelled, mutate):
     potential = data.draw(st.dictionaries(st.sampled_from(MIRFLICKR_POTENTIAL),
@@ -188,7 +188,7 @@ entries = st.lists(st.tuples(st.sampled_from(("actor", "sky", "a_b")), st.text("
                    min_size=1, max_size=3, unique=True)
 
 
-@budget(30)
+@budget(30, "NUS-WIDE importer")
 @given(st.lists(concept_names, min_size=1, max_size=3, unique=True), entries, entries, st.data(), st.booleans(),
        st.sampled_from(("error", "drop", "skip")), st.booleans())
 def test_nuswide(concepts, train_files, test_files, data, with_list, missing, mutate):
@@ -220,7 +220,7 @@ def test_nuswide(concepts, train_files, test_files, data, with_list, missing, mu
 
 # --- MIML scene ------------------------------------------------------------------------------------
 
-@budget(30)
+@budget(30, "scene importer")
 @given(st.integers(1, 5), st.data(), st.sampled_from(("mat", "csv", "both")), st.sampled_from(("auto", "mat", "csv")),
        st.booleans())
 def test_scene(n, data, files, layout, mutate):

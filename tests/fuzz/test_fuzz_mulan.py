@@ -111,7 +111,7 @@ def _write(tmp: Path, attrs, labels, train, test, data):
     return arff, xml, test_arff
 
 
-@budget(60)
+@budget(60, "ARFF and XML readers (`mulan`)")
 @given(arff_dataset(), st.data())
 def test_valid_arff_reads_back_exactly(dataset, data):
     attrs, labels, train, test = dataset
@@ -131,7 +131,7 @@ def test_valid_arff_reads_back_exactly(dataset, data):
             assert table.frame["split"].tolist() == ["train"] * len(train) + ["test"] * len(test)
 
 
-@budget(60)
+@budget(60, "ARFF and XML readers (`mulan`)")
 @given(arff_dataset(), st.data(), st.sampled_from(("arff", "xml", "test")))
 def test_mutated_arff_or_xml_keeps_the_invariant(dataset, data, which):
     attrs, labels, train, test = dataset
