@@ -19,6 +19,7 @@ CASES: Counter = Counter()
 FAILED: set[str] = set()
 STARTED = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[2]
+COMMIT = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # what runs
 
 
 def _counted(inner, nodeid):
@@ -70,12 +71,11 @@ def pytest_sessionfinish(session, exitstatus):
     from retdm.published import machine_info, minutes, write_record
 
     seconds = time.perf_counter() - STARTED
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     target = fuzzing.TARGET_EXAMPLES
     checks = [{"what": name, "result": f"{n:,} cases, invariant {'held' if ok else 'BROKEN'}",
                "target": f"≥ {target:,} cases, invariant held", "pass": n >= target and ok}
               for name, (n, ok) in per_parser().items()]
     checks.append({"what": "all parsers", "result": f"{sum(CASES.values()):,} cases in {minutes(seconds)}"})
     write_record({"name": "fuzz", "command": f"make fuzz (RETDM_FUZZ_EXAMPLES={fuzzing.FULL_EXAMPLES})",
-                  "commit": commit, "machine": machine_info(), "wall_seconds": round(seconds),
+                  "commit": COMMIT, "machine": machine_info(), "wall_seconds": round(seconds),
                   "cases": dict(sorted(CASES.items())), "failed": sorted(FAILED), "checks": checks}, ROOT)
