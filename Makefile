@@ -59,8 +59,9 @@ bench-all: setup
 # Crash consistency (~80 min on 2 cores): `dvc repro` of the tiny pipeline killed with SIGKILL (its
 # whole process group) at 20 seeded random points, each in a fresh temporary copy, then run to the
 # end; dvc.lock, results/ and `dvc status` must equal an uninterrupted run's (tests/crash_consistency.py).
+# Recorded in results/published/crash.json (README's reliability block).
 crash: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.crash_consistency --kills 20
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.crash_consistency --kills 20 --publish
 
 clean:
 	rm -rf data runs results reports
@@ -68,17 +69,14 @@ clean:
 # Mutation testing of the core (mutmut, configured in pyproject.toml's [tool.mutmut]): every mutant of
 # retdm/losses/, metrics, neighbours, train/stages and shallow/mlknn against the tests that reach
 # it, from scratch (mutants/ is removed first: mutmut does not notice changed tests), then the
-# score. Hours on 2 shared cores; survivors are explained in tests/mutation_survivors.md.
+# score, checked against the survivors explained in tests/mutation_survivors.md and recorded in
+# results/published/mutation.json (tests/mutation_score.py). About an hour on 2 cores.
 # `mutmut browse` / `mutmut show NAME` inspect a run; `mutmut run NAME` retests one mutant.
 MUTATION_JOBS ?= 2
 mutation: setup
 	rm -rf mutants
-	@start=$$(date +%s); OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) && \
-	$(BIN)/mutmut export-cicd-stats >/dev/null && echo "survivors:" && $(BIN)/mutmut results && \
-	$(BIN)/python -c 'import json; s = json.load(open("mutants/mutmut-cicd-stats.json")); \
-	print("mutation score: %(killed)d / %(total)d mutants killed (%(pct).1f %%); survived %(survived)d, " \
-	      "timeout %(timeout)d, no tests %(no_tests)d, suspicious %(suspicious)d" % dict(s, pct=100 * s["killed"] / s["total"]))' && \
-	echo "mutation: $$(( $$(date +%s) - start )) s"
+	@start=$$(date +%s); OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_JOBS); \
+	$(BIN)/python tests/mutation_score.py --record --seconds $$(( $$(date +%s) - start ))
 
 # The full comparison: every method of params.yaml on `synthetic`, training seeds 0, 1 and 2, and the
 # α × β sweep of each seed, as a DVC experiment in a temporary copy (`--temp`: params.yaml and every tracked file stay as they

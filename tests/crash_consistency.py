@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
+from retdm.published import write_record  # noqa: E402
 from tests.project_copy import clone, isolated_environ, run_env, sh, tiny_project  # noqa: E402
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
@@ -248,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-run", type=int, default=1, help="kills of each run before its run to the end (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points (default 0)")
     parser.add_argument("--json", type=Path, help="write the trials and the summary there")
+    parser.add_argument("--publish", action="store_true",
+                        help="record the result in results/published/crash.json (README's reliability block)")
     parser.add_argument("--keep", action="store_true", help="keep every trial's clone (failed ones are always kept)")
     parser.add_argument("--at-lock-write", action="store_true",
                         help="kill, after each drawn delay, when DVC next rewrites dvc.lock (in place, not atomically)")
     args = parser.parse_args(argv)
 
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     state = Path(tempfile.mkdtemp(prefix="retdm-crash-"))
     os.environ.update(isolated_environ(state))
@@ -325,11 +329,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {where:<34} {n:>3} {'#' * n}")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "trials": trials}, indent=2) + "\n")
+    if args.publish:
+        write_record(published_record(summary, commit, f"make crash (--kills {args.kills} --seed {args.seed})"), ROOT)
     if passed == len(trials):
         shutil.rmtree(state, ignore_errors=True)
     else:
         print(f"failed trials kept in {state}")
     return 0 if passed == len(trials) else 1
+
+
+def published_record(summary: dict, commit: str, command: str) -> dict:
+    """The README's crash-consistency figures (``results/published/crash.json``) from a run's ``summary``."""
+    from retdm.published import machine_info, minutes
+
+    trials, passed = summary["trials"], summary["passed"]
+    return {"name": "crash", "command": command, "commit": commit, "machine": machine_info(),
+            "wall_seconds": round(summary["total_s"]), "summary": summary,
+            "checks": [{"what": "`dvc repro` of the tiny pipeline killed (SIGKILL, whole process group) at random "
+                                "points, then run again: `dvc.lock`, `results/`, `dvc status` as an uninterrupted run's",
+                        "result": f"{passed} of {trials} runs ({summary['kills']} kills)",
+                        "target": "20 of 20", "pass": trials >= 20 and passed == trials},
+                       {"what": "where the kills landed (stage: its command, or DVC's own work around it)",
+                        "result": ", ".join(f"{w} {n}" for w, n in summary["where"].items())},
+                       {"what": "the whole experiment", "result": f"{minutes(summary['total_s'])} (reference run "
+                                                                   f"{summary['reference_s']:.0f} s)"}]}
 
 
 def _last_error(log: Path) -> str:
