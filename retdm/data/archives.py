@@ -40,8 +40,10 @@ MARKER_PREFIX = ".retdm-extracted-"
 RAR_TOOLS = ("unrar", "7z", "bsdtar")
 _CHUNK = 1 << 20
 # zlib/lzma/EOF: a truncated or corrupt compressed stream; OSError: bz2's "Invalid data stream";
-# RuntimeError: zipfile's "encrypted, password required" and NotImplementedError (an unknown compression method).
-_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError)
+# RuntimeError: zipfile's "encrypted, password required" and NotImplementedError (an unknown compression method);
+# UnicodeDecodeError: a zip entry's local header flags its name as UTF-8, and it is not.
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError, OSError, RuntimeError,
+            UnicodeDecodeError)
 
 
 def digest(path: str | os.PathLike, algorithm: str = "sha256", *, progress: bool = False) -> str:

@@ -213,6 +213,18 @@ def test_zip_symlink_target_not_utf8(tmp_path):
         safe_extract(z, tmp_path / "target")  # was UnicodeDecodeError
 
 
+def test_zip_local_header_name_not_utf8(tmp_path):
+    """The fuzzer's case: the central directory is intact, the local header's name (flagged UTF-8) is not."""
+    z = tmp_path / "x.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("é/a", b"x")  # a non-ASCII name: zipfile sets the UTF-8 flag
+    blob = z.read_bytes()
+    z.write_bytes(blob.replace("é/a".encode(), b"\x80\xa9/a", 1))  # the first occurrence: the local header
+    with pytest.raises(DataError, match="x.zip: cannot be extracted.*UnicodeDecodeError"):
+        safe_extract(z, tmp_path / "target")  # was UnicodeDecodeError
+    assert not any((tmp_path / "target").rglob("*"))
+
+
 def test_a_clash_moves_nothing_into_the_target(tmp_path):
     z = tmp_path / "x.zip"
     with zipfile.ZipFile(z, "w") as zf:
