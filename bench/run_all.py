@@ -32,7 +32,9 @@ Runs, in one process on this machine:
 
 Writes ``bench/results.md`` (a table a person reads) and ``bench/results.parquet`` (one row
 per figure: benchmark, measured, baseline, the value of each and its unit, ratio, target, pass,
-machine; seconds rows also keep ``measured_s`` and ``baseline_s``).
+machine; seconds rows also keep ``measured_s`` and ``baseline_s``), and for every benchmark that
+ran ``results/published/bench_<benchmark>.json``, which README's Benchmarks tables are rendered
+from (``retdm publish --readme``); a benchmark that did not run keeps its file from an earlier run.
 Run: ``python bench/run_all.py [--all | --synthetic --orchestration --memory --distributed --gpu]``, or
 ``make bench`` (the quick ones) and ``make bench-all``.
 Keep it out of CI.
@@ -44,6 +46,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,6 +55,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+from retdm.published import machine_info, write_record  # noqa: E402
 
 import bench_cache  # noqa: E402
 import bench_image_check  # noqa: E402
@@ -169,7 +174,25 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
         extra = "\n## BCE vs RETDM on `synthetic`, 3 seeds (mean ± std)\n\n" + bench_synthetic.summary(long) + "\n"
     frame.to_parquet(HERE / "results.parquet", index=False)
     (HERE / "results.md").write_text(markdown(frame, where, when, extra))
+    for record in published_records(frame, when):
+        write_record(record, HERE.parent)
     return frame
+
+
+def published_records(frame: pd.DataFrame, when: str) -> list[dict]:
+    """One ``results/published/bench_<benchmark>.json`` record per benchmark in ``frame``: a row per
+    figure (case, measured against baseline, the ratio, target, pass), with the commit and machine."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    records = []
+    for name, rows in frame.groupby("benchmark", sort=False):
+        checks = [{"what": f"{r.case}: {r.measured} against {r.baseline}",
+                   "result": f"{r.measured_value:.3g} against {r.baseline_value:.3g} {r.unit}: "
+                             f"{r.ratio:.2f}× {RATIO_WORDS.get(r.ratio_kind, r.ratio_kind)}",
+                   "target": r.target, **({} if r.passed is None or pd.isna(r.passed) else {"pass": bool(r.passed)})}
+                  for r in rows.itertuples()]
+        records.append({"name": f"bench_{name}", "command": f"python bench/run_all.py ({when})", "commit": commit,
+                        "machine": machine_info(), "checks": checks})
+    return records
 
 
 if __name__ == "__main__":
