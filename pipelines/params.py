@@ -127,8 +127,8 @@ def check_distributed(spec: Any, path: Path) -> None:
 def check_seeds(seeds: Any, path: Path) -> None:
     """``seeds`` is a non-empty list of distinct integers ≥ 0 (a DVC ``matrix`` axis of every stage
     that trains or evaluates)."""
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or any(type(s) is not int or s < 0 for s in seeds)):
+    if (not isinstance(seeds, list) or not seeds or any(type(s) is not int or s < 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):  # set() only once every seed is an int (a list is unhashable)
         raise ConfigError(f"{path}: seeds is {seeds!r}; expected a list of distinct integers >= 0, "
                           f"e.g. [0] (one run) or [0, 1, 2] (mean ± std over three)")
 

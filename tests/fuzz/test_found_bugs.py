@@ -149,6 +149,7 @@ def test_set_mapping_with_mixed_keys_and_a_profile_that_is_not_a_name():
      r"params.yaml: methods \['nope'\] are not registered"),  # was UnknownNameError, which stages let through
     (lambda text, tree: {**tree, "profile": None}, r"params.yaml: profile is None; valid profiles are"),  # no file
     (lambda text, tree: {**tree, "distributed": {0: 1, "nnodes": 1}}, r"params.yaml: distributed must have exactly"),
+    (lambda text, tree: {**tree, "seeds": [[]]}, r"params.yaml: seeds is \[\[\]\]; expected a list of distinct"),  # TypeError
 ])
 def test_params_yaml_errors_name_the_file(tmp_path, edit, match):
     text = (REPO / "params.yaml").read_text()
