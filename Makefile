@@ -23,7 +23,7 @@ setup: $(VENV)/.installed
 # The main job: the whole DVC pipeline on the default params (the embedded `synthetic` dataset):
 # download → split → validate → pretrain → embed → finetune → evaluate → compare.
 run: setup
-	@start=$$(date +%s); PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro && \
+	@start=$$(date +%s); $(BIN)/python -m pipelines.lockfile && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro && \
 	echo $$(( $$(date +%s) - start )) > results/run.seconds
 	@echo "results: results/comparison.parquet, reports/comparison.md, reports/index.html ('dvc metrics show')"
 

@@ -19,12 +19,14 @@ checking the next stage). The killed run's entries stay in ``.dvc/tmp/rwlock``; 
 past them, as DVC drops the entries of dead pids itself.
 
 One window is DVC's, not ours: it rewrites ``dvc.lock`` in place (truncate, then write), so a kill
-inside that rewrite leaves it empty or cut short; empty (or cut mid-entry), the next ``dvc repro``
-stops with "'./dvc.lock' validation failed". ``rm dvc.lock && dvc repro`` then recovers: the
-run-cache restores every finished stage without running it, ``compare`` and ``report`` (outputs
-outside the cache) run again, and the result is the reference's. A failed rerun is recorded as
-such, then that recovery is tried and checked too. ``--at-lock-write`` aims each kill into that
-window: after the drawn delay, at DVC's next "Updating lock file".
+inside that rewrite leaves it empty or cut short; empty (or cut mid-entry), a plain ``dvc repro``
+stops with "'./dvc.lock' validation failed". Every run here therefore starts as ``make run``
+does, with ``python -m pipelines.lockfile``, which sets such a file aside: the run-cache then
+restores every finished stage without running it, ``compare`` and ``report`` (outputs outside the
+cache) run again, and the result must still be the reference's. Should a rerun fail all the same,
+it is recorded as such, then ``rm dvc.lock && dvc repro`` is tried and checked too.
+``--at-lock-write`` aims each kill into that window: after the drawn delay, at DVC's next
+"Updating lock file".
 
 Before the trials a second uninterrupted run (the control) must equal the reference, or the
 comparison would mean nothing: training is byte-reproducible on CPU, and ``timing.csv``, the one
@@ -91,10 +93,12 @@ class Kill:
 
 
 def start_repro(repo: Path, log: Path) -> subprocess.Popen:
-    """``dvc repro`` in ``repo`` as the leader of a new process group, its output unbuffered into ``log``."""
+    """``dvc repro`` in ``repo`` as ``make run`` runs it (after ``pipelines.lockfile``, which sets aside a
+    ``dvc.lock`` that a kill cut short), as the leader of a new process group, its output unbuffered into ``log``."""
     with open(log, "ab") as out:
-        return subprocess.Popen(["dvc", "repro"], cwd=repo, env={**run_env(), "PYTHONUNBUFFERED": "1"},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(["sh", "-c", "python -m pipelines.lockfile && exec dvc repro"], cwd=repo,
+                                env={**run_env(), "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def reproduce(repo: Path, log: Path) -> float:
