@@ -367,11 +367,22 @@ def remove_stale_temporaries(path: Path) -> None:
                 entry.unlink(missing_ok=True)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: once, at import, before any thread writes
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
 
     On any error the temporary file is removed and whatever was at ``path`` stays untouched; one
-    left by a writer killed mid-write is removed first (:func:`remove_stale_temporaries`).
+    left by a writer killed mid-write is removed first (:func:`remove_stale_temporaries`). The file
+    gets the mode a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600,
+    which would hide results and figures from the group and from a web server.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,6 +391,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

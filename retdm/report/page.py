@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retdm.data.table import atomic_write
 from retdm.errors import ConfigError, DataError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -352,18 +351,6 @@ def _table_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the figures from a web server
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def render_markdown(title: str, sections: list[Section], *, figures_dir: Path, link_prefix: str,
                     generated: str = "") -> str:
     """The report as GitHub-flavoured Markdown; figures are written as PNG files.
@@ -400,7 +387,8 @@ def render_markdown(title: str, sections: list[Section], *, figures_dir: Path, l
             elif isinstance(block, Figure):
                 alt = _md_cell(block.caption).replace("[", "(").replace("]", ")")
                 lines += [f"![{alt}]({prefix}{block.filename})", "", f"*{_md_cell(block.caption)}*"]
-                writes.append(lambda b=block: _write_atomic(figures_dir / b.filename, bytes(b.png)))
+                writes.append(lambda b=block: atomic_write(figures_dir / b.filename,
+                                                           lambda tmp: Path(tmp).write_bytes(bytes(b.png))))
             else:
                 href = f"<{block.href}>" if re.search(r"[\s()]", block.href) else block.href
                 lines.append(f"[{_md_cell(block.text)}]({href})")

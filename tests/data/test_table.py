@@ -128,3 +128,17 @@ def test_a_write_removes_what_a_writer_killed_mid_write_left_of_its_own_path(tmp
     atomic_write(tmp_path / "comparison.parquet", lambda tmp: Path(tmp).write_text("new"))
     assert (tmp_path / "comparison.parquet").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["comparison.parquet", *others])
+
+
+def test_atomic_write_gives_the_mode_open_would_not_mkstemps(tmp_path):
+    """mkstemp's 0600 would hide results and report figures from the group and a web server."""
+    import os
+
+    from retdm.data.table import atomic_write
+
+    atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    with open(tmp_path / "b.txt", "w") as handle:  # what a plain open() gives, under this process's umask
+        handle.write("y")
+    mode = (tmp_path / "a.txt").stat().st_mode & 0o777
+    assert mode == (tmp_path / "b.txt").stat().st_mode & 0o777 and mode & 0o044 == os.stat(tmp_path / "b.txt").st_mode & 0o044
+    assert (tmp_path / "a.txt").read_text() == "x"
