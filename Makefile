@@ -21,7 +21,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 setup: $(VENV)/.installed
 
 # The main job: the whole DVC pipeline on the default params (the embedded `synthetic` dataset):
-# download → split → validate → pretrain → embed → finetune → evaluate → compare.
+# download → split → validate → pretrain → embed → finetune → evaluate → compare. A dvc.lock that
+# a killed run cut short is first set aside (pipelines/lockfile.py), so that the run goes on.
 run: setup
 	@start=$$(date +%s); $(BIN)/python -m pipelines.lockfile && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro && \
 	echo $$(( $$(date +%s) - start )) > results/run.seconds
