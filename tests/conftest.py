@@ -6,16 +6,11 @@ import tempfile
 import pytest
 
 from tests.project_copy import isolated_environ
+from tests.tiny_params import TINY_CONFIG as TINY
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 # No analytics, no shared state outside the test run (DVC site cache, Prefect home): DESIGN §4.
 os.environ.update(isolated_environ(tempfile.mkdtemp(prefix="retdm-tests-")))
-
-TINY = {
-    "data.image_size": 32, "data.resize": 36, "data.batch_size": 16, "data.val_fraction": 0.2,
-    "model.embed_dim": 32, "model.label_hidden": 32, "loss.k": 3,
-    "pretrain.epochs": 2, "embed.epochs": 2, "finetune.epochs": 2,
-}
 
 
 @pytest.fixture(scope="session")

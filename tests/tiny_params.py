@@ -10,6 +10,13 @@ from pathlib import Path
 
 import yaml
 
+# The training config overrides of the unit tests (tests/conftest.py's `tiny_cfg`): 32 px, 2 epochs per stage.
+TINY_CONFIG = {
+    "data.image_size": 32, "data.resize": 36, "data.batch_size": 16, "data.val_fraction": 0.2,
+    "model.embed_dim": 32, "model.label_hidden": 32, "loss.k": 3,
+    "pretrain.epochs": 2, "embed.epochs": 2, "finetune.epochs": 2,
+}
+# The pipeline's (params.yaml `train`): 32 px, one epoch per stage.
 TINY = {"threads": 1, "data": {"image_size": 32, "resize": 36, "batch_size": 16}, "model": {"embed_dim": 32, "label_hidden": 32},
         "loss": {"k": 3}, "pretrain": {"epochs": 1}, "embed": {"epochs": 1}, "finetune": {"epochs": 1}}
 # One method of each kind, so every kind of stage runs: embed → finetune, finetune_baseline (the

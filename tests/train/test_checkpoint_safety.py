@@ -33,9 +33,9 @@ def run(*args):
 def trained(tiny_table, tmp_path_factory):
     from retdm.config import load_config
 
-    from conftest import TINY
+    from tests.tiny_params import TINY_CONFIG
 
-    cfg = load_config("cpu", dict(TINY))
+    cfg = load_config("cpu", dict(TINY_CONFIG))
     cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, epochs=1))
     runs = tmp_path_factory.mktemp("runs")
     return train_method(tiny_table, runs, cfg, "bce", progress=False), cfg
