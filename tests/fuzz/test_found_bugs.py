@@ -2,6 +2,7 @@
 named the wrong file, spread its message over several lines, or left files behind)."""
 
 import io
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from official_layouts import make_mirflickr, make_nuswide, make_scene
 
 from pipelines.params import load_params
-from retdm.cli import parse_overrides
+from retdm.cli import parse_overrides, resolve_config
 from retdm.config import load_config
 from retdm.data.archives import safe_extract
 from retdm.data.folder import import_folder
@@ -128,6 +129,12 @@ def test_scene_damaged_mat(tmp_path, damage):
 def test_set_value_that_is_not_yaml():
     with pytest.raises(click.BadParameter, match=r"'loss.alpha=\[': the value is not valid YAML \(.* at line 1"):
         parse_overrides(("loss.alpha=[",))  # was yaml.parser.ParserError
+
+
+def test_set_key_with_a_control_character_is_named_escaped():
+    """make fuzz's case: the message names the key as repr writes it (the test used to look for it raw)."""
+    with pytest.raises(ConfigError, match=re.escape(r"unknown config key(s) ['data.image_size\x1b']")):
+        resolve_config("cpu", ("data.image_size\x1b=",), None)
 
 
 def test_set_mapping_with_mixed_keys_and_a_profile_that_is_not_a_name():

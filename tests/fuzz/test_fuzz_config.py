@@ -33,8 +33,9 @@ def _config_keys(cls=TrainConfig, prefix=""):
 
 
 def _named(keys):
-    """How a message names a key: quoted (``'loss.k'``) or leading a colon (``data: expected …``)."""
-    return [form for k in keys for form in (f"'{k}'", f"{k}:")]
+    """How a message names a key: quoted (``'loss.k'``; as ``repr`` writes it, so a control character
+    in it is escaped and the message stays one line) or leading a colon (``data: expected …``)."""
+    return [form for k in keys for form in (f"'{k}'", repr(k), f"{k}:")]
 
 
 CONFIG_KEYS = _config_keys()
