@@ -1,6 +1,7 @@
 """Training stages: what each one trains, resume, and a NaN loss."""
 
 import dataclasses
+import re
 
 import pandas as pd
 import pytest
@@ -305,3 +306,48 @@ def test_the_embed_step_loss_is_alpha_j_plus_beta_jrec_without_lcls(tiny_table, 
                                           r"loss.beta = 0 it has nothing to learn: set one of them > 0 or train "
                                           r"method 'bce'$"):
         stages.embed(model, data, none, tmp_path, {}, None, device=torch.device("cpu"), progress=False)
+
+
+def test_a_starting_point_from_another_label_table_is_refused_naming_both(tmp_path):
+    from retdm.train.stages import starting_point
+
+    from retdm.train.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "best.pt"
+    save_checkpoint(ckpt, {"data_sha256": "aaa111", "model": {}, "fingerprint": {}})
+    record = {"data_sha256": "bbb222", "data_path": "/data/mine/labels.parquet", "fingerprint": {}}
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(ckpt))}: was trained on another label table \(sha256 "
+                                            r"aaa111\); retrain the earlier stage on /data/mine/labels\.parquet$"):
+        starting_point(ckpt, record)
+
+
+@pytest.mark.parametrize("stage", ["embed", "finetune"])
+def test_embed_and_finetune_check_the_checkpoint_they_continue(tiny_table, tiny_cfg, tmp_path, stage):
+    """Each continues its init checkpoint only when it was trained on this run's label table."""
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=3, seed=0, cache=True)
+    from retdm.train.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "other.pt"
+    save_checkpoint(ckpt, {"data_sha256": "another", "model": model.state_dict(), "fingerprint": {}})
+    run = getattr(stages, stage)
+    with pytest.raises(TrainingError, match="was trained on another label table"):
+        run(model, data, tiny_cfg, tmp_path / stage, {"data_sha256": "this", "fingerprint": {}}, ckpt,
+            device=torch.device("cpu"), progress=False)
+
+
+def test_a_two_way_step_before_draw_pools_is_refused(tiny_table, tiny_cfg):
+    loss_cfg = dataclasses.replace(tiny_cfg.loss, alpha=1.0, two_way=True, way2="bank")
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=3, seed=0, cache=True)
+    objective = Objective(model, data, loss_cfg, 0.0, EmbeddingBank(len(data.fit), tiny_cfg.model.embed_dim))
+    batch = next(iter(torch.utils.data.DataLoader(data.fit, batch_size=8)))
+    with pytest.raises(TrainingError, match=r"^Objective\.draw_pools\(seed\) must run before each epoch of a "
+                                            r"two-way stage$"):
+        objective(batch, True)
