@@ -76,7 +76,7 @@ clean:
 # retdm/losses/, metrics, neighbours, train/stages and shallow/mlknn against the tests that reach
 # it, from scratch (mutants/ is removed first: mutmut does not notice changed tests), then the
 # score, checked against the survivors explained in tests/mutation_survivors.md and recorded in
-# results/published/mutation.json (tests/mutation_score.py). About an hour on 2 cores.
+# results/published/mutation.json (tests/mutation_score.py). About two hours on 2 idle cores.
 # `mutmut browse` / `mutmut show NAME` inspect a run; `mutmut run NAME` retests one mutant.
 MUTATION_JOBS ?= 2
 mutation: setup
@@ -85,10 +85,10 @@ mutation: setup
 	$(BIN)/python tests/mutation_score.py --record --seconds $$(( $$(date +%s) - start ))
 
 # The full comparison: every method of params.yaml on `synthetic`, training seeds 0, 1 and 2, and the
-# α × β sweep of each seed, as a DVC experiment in a temporary copy (`--temp`: params.yaml and every tracked file stay as they
-# are). `dvc exp show` then lists its metrics, `dvc exp apply compare` brings its outputs into the
-# workspace, and `make publish-compare` records it for the README. Its wall time goes to
-# results/compare.seconds.
+# α × β sweep of each seed, as a DVC experiment in a temporary copy (`--temp`: params.yaml and every
+# tracked file stay as they are). `dvc exp show` then lists its metrics, `dvc exp apply compare`
+# brings its outputs into the workspace, and `make publish-compare` records it for the README. Its
+# wall time goes to results/compare.seconds.
 compare: setup
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; start=$$(date +%s); \
 	dvc exp remove compare >/dev/null 2>&1; \

@@ -46,7 +46,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -57,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from retdm.published import machine_info, write_record  # noqa: E402
+from retdm.revision import code_revision  # noqa: E402
 
 import bench_cache  # noqa: E402
 import bench_image_check  # noqa: E402
@@ -182,7 +182,7 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
 def published_records(frame: pd.DataFrame, when: str) -> list[dict]:
     """One ``results/published/bench_<benchmark>.json`` record per benchmark in ``frame``: a row per
     figure (case, measured against baseline, the ratio, target, pass), with the commit and machine."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = code_revision()
     records = []
     for name, rows in frame.groupby("benchmark", sort=False):
         checks = [{"what": f"{r.case}: {r.measured} against {r.baseline}",

@@ -67,6 +67,7 @@ if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
 from retdm.published import write_record  # noqa: E402
+from retdm.revision import code_revision  # noqa: E402
 from tests.project_copy import clone, isolated_environ, run_env, sh, tiny_project  # noqa: E402
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="kill, after each drawn delay, when DVC next rewrites dvc.lock (in place, not atomically)")
     args = parser.parse_args(argv)
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = code_revision()  # read before the trials: the code they run
     started = time.perf_counter()
     state = Path(tempfile.mkdtemp(prefix="retdm-crash-"))
     os.environ.update(isolated_environ(state))

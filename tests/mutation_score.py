@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
 from retdm.published import machine_info, minutes, write_record  # noqa: E402
+from retdm.revision import code_revision  # noqa: E402
 
 SURVIVORS_FILE = ROOT / "tests" / "mutation_survivors.md"
 TARGET = 0.85  # issue: ≥ 85 % of mutants killed
@@ -69,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in stale:
         print(f"in {SURVIVORS_FILE.name} but not a survivor: {name} ({statuses.get(name, 'no such mutant')})")
     if args.record:
-        commit = args.commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                               text=True).stdout.strip()
+        commit = args.commit or code_revision()
         modules = sorted({re.match(r"(.*?)\.x[_ǁ]", name)[1] for name in statuses})
         write_record({
             "name": "mutation", "command": "make mutation", "commit": commit, "machine": machine_info(),

@@ -1,9 +1,8 @@
 """Loads the fuzz profile (``fuzzing``) before the tests are collected, and counts the cases each
-test ran: printed at the end of the run, per parser (test file) and per test. Under
+test ran: printed at the end of the run, per parser (``fuzzing.PARSERS``) and per test. Under
 ``RETDM_FUZZ=full`` (``make fuzz``) the counts also go to ``results/published/fuzz.json``, the
 README's fuzzing block (``retdm publish --readme``)."""
 
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -15,11 +14,13 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "data"))  # official_layou
 
 import fuzzing  # noqa: E402,F401  (registers and loads the Hypothesis profile)
 
+from retdm.revision import code_revision  # noqa: E402
+
 CASES: Counter = Counter()
 FAILED: set[str] = set()
 STARTED = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[2]
-COMMIT = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # what runs
+COMMIT = code_revision()  # read when the run starts: the code it fuzzes
 
 
 def _counted(inner, nodeid):
@@ -38,11 +39,16 @@ def pytest_runtest_call(item):
         hyp.inner_test._fuzz_counted = True
 
 
+def _parser(nodeid: str) -> str:
+    """The ``fuzzing.PARSERS`` entry the test ``nodeid`` fuzzes."""
+    return fuzzing.parser_of(nodeid.split("::")[-1].split("[")[0])
+
+
 def per_parser() -> dict[str, tuple[int, bool]]:
     """``{parser: (cases, every test of it passed)}`` for the parsers this run fuzzed (``fuzzing.PARSERS``)."""
     out: dict[str, tuple[int, bool]] = {}
     for nodeid, n in CASES.items():
-        name = fuzzing.parser_of(nodeid.split("::")[-1].split("[")[0])
+        name = _parser(nodeid)
         cases, ok = out.get(name, (0, True))
         out[name] = (cases + n, ok and nodeid not in FAILED)
     return out
@@ -55,7 +61,7 @@ def pytest_terminal_summary(terminalreporter):
     for name, (n, ok) in per_parser().items():
         terminalreporter.write_line(f"{n:>8}  {name}{'' if ok else '  (INVARIANT BROKEN)'}")
         for nodeid, m in sorted(CASES.items()):
-            if fuzzing.parser_of(nodeid.split("::")[-1].split("[")[0]) == name:
+            if _parser(nodeid) == name:
                 terminalreporter.write_line(f"{m:>16}  {nodeid.split('::', 1)[1]}")
 
 

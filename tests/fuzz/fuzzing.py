@@ -2,8 +2,8 @@
 
 Budgets: by default (CI) every test runs a small, fixed set of cases (``derandomize=True``), a
 few dozen per parser, so that the whole folder takes well under a minute. ``RETDM_FUZZ=full``
-(``make fuzz``) selects the ``fuzz`` profile: ``FULL_EXAMPLES`` random cases per test, a new seed
-each run (Hypothesis prints the seed and a ``@reproduce_failure`` blob when one fails);
+(``make fuzz``) selects the ``fuzz`` profile: ``FULL_EXAMPLES`` random cases per parser, split
+between the tests that fuzz it (``budget``), a new seed each run (Hypothesis prints the seed and a ``@reproduce_failure`` blob when one fails);
 ``RETDM_FUZZ_EXAMPLES`` changes that number.
 
 The invariant every parser is held to: it returns a valid label table (read back with the
@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 FULL = os.environ.get("RETDM_FUZZ", "") == "full"
-TARGET_EXAMPLES = 10_000  # what `make fuzz` must reach per test (and so per parser) to pass
-FULL_EXAMPLES = int(os.environ.get("RETDM_FUZZ_EXAMPLES", TARGET_EXAMPLES))  # per test under RETDM_FUZZ=full
+TARGET_EXAMPLES = 10_000  # what `make fuzz` must reach per parser to pass
+FULL_EXAMPLES = int(os.environ.get("RETDM_FUZZ_EXAMPLES", TARGET_EXAMPLES))  # per parser under RETDM_FUZZ=full
 _COMMON = dict(deadline=None, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 settings.register_profile("ci", max_examples=50, derandomize=True, **_COMMON)
