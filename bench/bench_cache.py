@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
     sys.path.insert(0, str(ROOT))
 
-from retdm.data.dataset import read_image  # noqa: E402
 from retdm.data.image_cache import ImageCache, build_image_cache, cached_loader, resize_square  # noqa: E402
-from retdm.data.table import LabelTable, assign_split  # noqa: E402
+from retdm.data.images import read_image  # noqa: E402
+from retdm.data.split import assign_split  # noqa: E402
+from retdm.data.table import LabelTable  # noqa: E402
 
 SCENE = Path("/work/shared/datasets/miml_scene")
 SIZES, SEED, TARGET_RATIO = (146, 73), 0, 5.0

@@ -66,13 +66,13 @@ for path in (HERE.parent, HERE):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from retdm.checkpoint import build_model  # noqa: E402
 from retdm.config import LossConfig, TrainConfig, load_config  # noqa: E402
 from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec  # noqa: E402
 from retdm.errors import ConfigError, TrainingError  # noqa: E402
+from retdm.hardware import torch_threads  # noqa: E402
 from retdm.neighbours import EmbeddingBank  # noqa: E402
-from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import TrainingData, part_neighbours  # noqa: E402
-from retdm.train.hardware import torch_threads  # noqa: E402
 from retdm.train.loop import Trainee, amp_dtype, grad_scaler, place, set_modes, to_device, train_step  # noqa: E402
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable  # noqa: E402
 
@@ -475,14 +475,14 @@ def report(result: dict[str, Any]) -> str:
 def write(result: dict[str, Any], stem: Path) -> None:
     """``stem``.md (the run_all table, then :func:`report`) and ``stem``.parquet (the rows)."""
     import pandas as pd
-    import run_all
+    import tables
 
-    where = f"{run_all.machine()}; {result['mode']} mode on {result['device']}"
+    where = f"{tables.machine()}; {result['mode']} mode on {result['device']}"
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    frame = pd.DataFrame([run_all.with_unit(r) for r in rows(result)])
+    frame = pd.DataFrame([tables.with_unit(r) for r in rows(result)])
     frame["machine"] = where
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
-    text = run_all.markdown(frame, where, when, f"\n```\n{report(result)}\n```\n")
+    text = tables.markdown(frame, where, when, f"\n```\n{report(result)}\n```\n")
     stem.with_suffix(".md").write_text(text.replace("# Benchmarks", "# Training throughput (bench/gpu.sh)", 1))
 
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere, without installing
     sys.path.insert(0, str(ROOT))
 
-from retdm.data.dataset import decode_workers, find_unreadable_images  # noqa: E402
+from retdm.data.images import decode_workers, find_unreadable_images  # noqa: E402
 
 SCENE = Path(os.environ.get("SCENE", ROOT.parent / "shared" / "datasets" / "miml_scene"))
 TARGET_RATIO = 1.3  # with >= 2 usable cores

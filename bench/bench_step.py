@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from retdm.checkpoint import build_model  # noqa: E402
 from retdm.config import LossConfig, load_config  # noqa: E402
 from retdm.data.synthetic import make_synthetic  # noqa: E402
 from retdm.data.table import read_label_table  # noqa: E402
 from retdm.data.transforms import TransformSpec  # noqa: E402
 from retdm.neighbours import EmbeddingBank  # noqa: E402
-from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
 from retdm.train.stages import Objective, fill_bank, set_trainable  # noqa: E402
 

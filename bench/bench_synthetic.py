@@ -29,17 +29,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from retdm.checkpoint import build_model  # noqa: E402
 from retdm.config import load_config  # noqa: E402
 from retdm.data.synthetic import make_synthetic  # noqa: E402
 from retdm.data.table import read_label_table  # noqa: E402
 from retdm.data.transforms import TransformSpec  # noqa: E402
 from retdm.evaluate import evaluate_checkpoint, metrics_frame  # noqa: E402
+from retdm.hardware import pick_device  # noqa: E402
+from retdm.inference import final_checkpoint  # noqa: E402
 from retdm.metrics import METRIC_KEYS  # noqa: E402
 from retdm.provenance import file_sha256  # noqa: E402
-from retdm.train.checkpoint import build_model  # noqa: E402
 from retdm.train.data import build_training_data  # noqa: E402
-from retdm.train.hardware import pick_device  # noqa: E402
-from retdm.train.run import STAGE_SECTIONS, final_checkpoint, stage_dir, train_method  # noqa: E402
+from retdm.train.run import STAGE_SECTIONS, stage_dir, train_method  # noqa: E402
 from retdm.train.stages import finetune  # noqa: E402
 
 OUT = ROOT / "bench" / "out"

@@ -31,8 +31,8 @@ def image_cache(params: dict, dataset: str) -> Path | None:
 
 def main(dataset: str) -> None:
     """python -m pipelines.cache DATASET: build the image cache (or leave a note why not)."""
-    from retdm.data.dataset import find_unreadable_images, unreadable_message
     from retdm.data.image_cache import build_image_cache
+    from retdm.data.images import find_unreadable_images, unreadable_message
 
     params, layout = load_params(), Layout(dataset)
     cfg = train_config(params, "bce", dataset)

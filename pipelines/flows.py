@@ -79,9 +79,20 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipelines.params import COMPARISON_MD, PARAMS_FILE, RESULTS, load_params
-from pipelines.runners import (FLOW_REMOTE, NANNY_VARIABLES, RUNNERS, check_in_sync, check_runner, dask_priority,
-                               dask_task_runner, dvc_command, dvc_remote, locked_outputs, stage_environment,
-                               where_running)
+from pipelines.runners import (
+    FLOW_REMOTE,
+    NANNY_VARIABLES,
+    RUNNERS,
+    check_in_sync,
+    check_runner,
+    dask_priority,
+    dask_task_runner,
+    dvc_command,
+    dvc_remote,
+    locked_outputs,
+    stage_environment,
+    where_running,
+)
 from pipelines.schedule import parallel_stages, run_order, select, stage_graph
 from retdm.errors import ConfigError
 

@@ -25,8 +25,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retdm.data.table import FEATURE_PREFIX, META_PREFIX, SPLITS, atomic_write, recorded_root
+from retdm.data.table import FEATURE_PREFIX, META_PREFIX, SPLITS, recorded_root
 from retdm.errors import DataError
+from retdm.files import atomic_write
 
 SUITE_NAME = "retdm_label_table"
 LABEL_KEY = f"{META_PREFIX}label_names"
@@ -253,8 +254,8 @@ def _probe_features(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def _probe_images(paths: pd.Series, root: Path, size: int, seed: int) -> pd.DataFrame:
     """A seeded sample of ``paths``: columns ``path``, ``decodes`` (bool) and ``error`` (why not),
-    each image decoded as training decodes it (``retdm.data.dataset.find_unreadable_images``)."""
-    from retdm.data.dataset import find_unreadable_images  # torch: only when images are probed
+    each image decoded as training decodes it (``retdm.data.images.find_unreadable_images``)."""
+    from retdm.data.images import find_unreadable_images  # torch: only when images are probed
 
     rows = np.sort(np.random.default_rng(seed).choice(len(paths), size=min(size, len(paths)), replace=False))
     sample = [rel if isinstance(rel, str) else None for rel in paths.iloc[rows]]

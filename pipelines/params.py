@@ -20,6 +20,7 @@ import yaml
 from retdm.config import TrainConfig, load_config, profiles, yaml_problem
 from retdm.errors import ConfigError, RetdmError
 from retdm.layout import COMPARISON_MD, METRICS_JSON, RESULTS, Layout  # noqa: F401  (stages import them from here)
+from retdm.log import configure
 from retdm.methods import FEATURE_STAGES, METHODS
 
 PARAMS_FILE = Path("params.yaml")
@@ -253,6 +254,7 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None, own_threa
         print(f"usage error: {err}\n{(run.__doc__ or '').strip()}", file=sys.stderr)
         raise SystemExit(2) from None
     start = time.time()
+    configure()  # the library's messages (one line per epoch) into the stage's log
     try:
         with contextlib.nullcontext() if own_threads else stage_threads():
             run(*args)

@@ -4,7 +4,7 @@
 One training stage of one method and training seed, with the config ``params.yaml`` gives it (profile ← ``train``
 ← ``datasets.<dataset>.train`` ← ``methods.<method>`` ← ``seed``), reading the image cache when
 the config asks for it. With ``distributed`` asking for more than one process, a network stage
-launches itself under ``torchrun`` (data-parallel, ``retdm.train.distributed``) and waits for it.
+launches itself under ``torchrun`` (data-parallel, ``retdm.distributed``) and waits for it.
 Usage: ``python -m pipelines.train DATASET METHOD STAGE SEED``.
 """
 

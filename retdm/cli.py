@@ -43,7 +43,9 @@ def parse_overrides(pairs: tuple[str, ...], option: str = "--set") -> dict:
 
 @click.group(cls=RetdmGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="retdm")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="Say more (debug messages); on stderr.")
+@click.option("-q", "--quiet", count=True, help="Say less: warnings and errors only, no progress bars (-qq: errors).")
+def main(verbose: int, quiet: int) -> None:
     """RETDM: reconstruction-regularized two-way deep metric learning for multi-label images.
 
     \b
@@ -51,7 +53,12 @@ def main() -> None:
       retdm data synth --out data/synthetic
       retdm train --data data/synthetic/labels.parquet --out runs/synthetic --method retdm
       retdm evaluate --data data/synthetic/labels.parquet --runs runs/synthetic -m bce -m retdm
+
+    Messages and progress go to stderr (bars only on a terminal), results to stdout.
     """
+    from retdm.log import configure
+
+    configure(verbose - quiet)
 
 
 @main.group()
@@ -192,7 +199,7 @@ def train(table: Path, out: Path, method: str, stage: str, profile: str, overrid
 
     Data-parallel on several GPUs or nodes: start it with torchrun, e.g. `torchrun
     --nproc_per_node 8 -m retdm.cli train ...`; data.batch_size is the global batch."""
-    from retdm.train.distributed import session
+    from retdm.distributed import session
     from retdm.train.run import train_method
 
     cfg = resolve_config(profile, overrides, seed)
@@ -220,11 +227,11 @@ def evaluate_cmd(table: Path, runs: Path | None, methods: tuple[str, ...], check
     Under torchrun each process scores its share of the images; rank 0 writes and prints."""
     import pandas as pd
 
+    from retdm.distributed import session
     from retdm.evaluate import evaluate_checkpoint, metrics_frame, predictions_frame, provenance
-    from retdm.train.distributed import session
+    from retdm.inference import final_checkpoint
     from retdm.metrics import METRIC_KEYS
     from retdm.provenance import write_parquet
-    from retdm.train.run import final_checkpoint
 
     if checkpoint is not None:
         targets = [(None, checkpoint)]
@@ -271,13 +278,14 @@ def predict(checkpoint: Path, images: Path, out: Path, thresholds: str, fmt: str
     """Score a folder of images with a trained checkpoint and predict their labels."""
     import pandas as pd
 
+    from retdm.checkpoint import load_model
     from retdm.data.dataset import LabelTableDataset
     from retdm.data.table import LabelTable
     from retdm.data.transforms import TestTransform, TransformSpec
     from retdm.errors import DataError
-    from retdm.evaluate import predict_scores, predicted_labels, prediction_format, provenance, write_predictions
+    from retdm.evaluate import predicted_labels, prediction_format, provenance, write_predictions
+    from retdm.inference import predict_scores
     from retdm.thresholds import resolve_thresholds
-    from retdm.train.checkpoint import load_model
 
     fmt = prediction_format(out, fmt)  # before the (slow) scoring
     model, spec, names, record = load_model(checkpoint)
@@ -325,8 +333,8 @@ def thresholds_cmd(table: Path, runs: Path, method: str, mode: str, out: Path | 
     The validation part is the one the run carved from its training split (its seed and
     data.val_fraction); the thresholds are saved with the model as thresholds.json.
     """
+    from retdm.inference import final_checkpoint
     from retdm.thresholds import FILENAME, tune_method
-    from retdm.train.run import final_checkpoint
 
     tuned = tune_method(runs, method, table, out, mode=mode, progress=True)
     where = out or final_checkpoint(runs, method).parent / FILENAME
@@ -402,8 +410,9 @@ def publish(name: str | None, root: Path, exp: str | None, command_line: str, se
       retdm publish scene --exp scene --command "make scene"  # a DVC experiment's
       retdm publish --readme                                   # README.md from results/published/
     """
-    from retdm.data.table import atomic_write
-    from retdm.published import PUBLISHED, publish as write, rewrite_readme
+    from retdm.files import atomic_write
+    from retdm.published import PUBLISHED, rewrite_readme
+    from retdm.published import publish as write
 
     if name is None and not readme:
         raise click.UsageError("give NAME (publish a run), --readme (rewrite README.md), or both")

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retdm.data.table import atomic_write
 from retdm.errors import DataError
+from retdm.files import atomic_write
 from retdm.metrics import LOWER_IS_BETTER
 from retdm.provenance import file_sha256, read_provenance, write_parquet
 from retdm.revision import code_revision

@@ -17,93 +17,19 @@ import numpy as np
 import pandas as pd
 
 from retdm import __version__
-from retdm.data.dataset import FeatureTableDataset, LabelTableDataset, eval_dataset
-from retdm.data.dataset import FeatureSpec
-from retdm.data.table import LabelTable, atomic_write, ignore_mask, read_label_table
-from retdm.data.transforms import TransformSpec
+from retdm.data.table import LabelTable, ignore_mask
 from retdm.errors import DataError
-from retdm.methods import METHODS
+from retdm.files import atomic_write
+from retdm.inference import checkpoint_scores, final_checkpoint
 from retdm.metrics import LOWER_IS_BETTER, METRIC_KEYS, evaluate
-from retdm.models.retdm_net import RETDMNet
 from retdm.provenance import file_sha256, write_parquet
 from retdm.revision import code_revision
-from retdm.train.checkpoint import load_checkpoint, load_model
-from retdm.train.features import estimator_scores, forward_images
-from retdm.train.hardware import pick_device
-from retdm.train.run import final_checkpoint
 
 if TYPE_CHECKING:
     from retdm.thresholds import Thresholds
 
 PREDICTION_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json"}
 
-
-def predict_scores(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDataset, **kwargs: Any) -> np.ndarray:
-    """σ(Φcls(Φcnn(x))) for every item (image or feature vector): (N, M) float32 scores in dataset order."""
-    return forward_images(model, dataset, **kwargs)[1]
-
-
-def check_trained_labels(table: LabelTable, names: tuple[str, ...], table_path: str | os.PathLike,
-                         checkpoint: str | os.PathLike) -> None:
-    """Refuse a table whose labels differ from the ``names`` a checkpoint was trained on.
-
-    Raises:
-        DataError: naming both label lists.
-    """
-    if table.label_names != names:
-        raise DataError(f"{table_path}: labels {list(table.label_names)} differ from the {len(names)} labels "
-                        f"{list(names)} that {checkpoint} was trained on; evaluate on the same dataset")
-
-
-def score_table(model: RETDMNet, spec: TransformSpec | FeatureSpec, part: LabelTable, *, batch_size: int = 128,
-                device: str = "auto", progress: bool = False, image_cache: str | os.PathLike | None = None
-                ) -> np.ndarray:
-    """(N, M) float32 scores of the rows of ``part`` under a checkpoint's own preprocessing ``spec``
-    (``retdm.train.checkpoint.load_model``), in row order."""
-    dataset = eval_dataset(part, spec, image_cache)
-    return predict_scores(model, dataset, batch_size=batch_size, device=pick_device(device), progress=progress)
-
-
-def checkpoint_scores(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",
-                      method: str | None = None, batch_size: int = 128, device: str = "auto", progress: bool = False,
-                      image_cache: str | os.PathLike | None = None) -> tuple[np.ndarray, LabelTable, dict[str, Any]]:
-    """Scores of any method's checkpoint on ``split`` of the table at ``table_path``.
-
-    A network (``pretrain``/``embed``/``finetune`` checkpoint, image or feature backbone) scores the
-    rows under its own preprocessing. A feature method's ``fit`` checkpoint holds an estimator, not
-    a network: its estimator scores the same rows of the feature table it was fitted on, which must
-    hold exactly the table's rows of ``split``.
-
-    Args:
-        checkpoint: a ``best.pt``.
-        table_path: the label table to score.
-        split: ``test`` or ``train``.
-        method: the checkpoint's method when the caller knows it; otherwise the checkpoint is read
-            once to tell whether it holds an estimator (and read again to build a network).
-        batch_size, device, progress, image_cache: as :func:`score_table` (networks only).
-
-    Returns:
-        ((N, M) float32 scores, the ``split`` part of the label table, the checkpoint record).
-
-    Raises:
-        DataError: the table's labels differ from those the model was trained on, or (a feature
-            method) the feature table's rows of ``split`` are not the table's.
-    """
-    method = method or load_checkpoint(checkpoint)["method"]
-    table = read_label_table(table_path)
-    part = table.split(split)
-    if METHODS.get(method).estimator is None:
-        model, spec, names, record = load_model(checkpoint)
-        check_trained_labels(table, names, table_path, checkpoint)
-        scores = score_table(model, spec, part, batch_size=batch_size, device=device, progress=progress,
-                             image_cache=image_cache)
-        return scores, part, record
-    scores, features, record = estimator_scores(checkpoint, split)
-    check_trained_labels(table, tuple(record["label_names"]), table_path, checkpoint)
-    if not np.array_equal(features.frame["image_id"].to_numpy(), part.frame["image_id"].to_numpy()):
-        raise DataError(f"{record['data_path']}: its {split} rows differ from those of {table_path}; "
-                        f"re-run the features and fit stages on that table")
-    return scores, part, record
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, table_path: str | os.PathLike, *, split: str = "test",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from retdm.errors import ConfigError, DataError
-from retdm.train.hardware import torch_threads
+from retdm.hardware import torch_threads
 
 TIE_BREAK = ("equal Hamming distance -> lower index in `sets` (lexicographic order of the label "
              "vector) first")

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retdm.data.table import atomic_write
+from retdm.files import atomic_write
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -29,8 +29,8 @@ import pandas as pd
 import yaml
 
 from retdm.compare import HEADERS, TABLE_METRICS
-from retdm.data.table import atomic_write
 from retdm.errors import DataError
+from retdm.files import atomic_write
 from retdm.verdict import verdict_sentence, verdicts
 
 PUBLISHED = Path("results") / "published"

@@ -19,14 +19,15 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from retdm.config import TrainConfig
 from retdm.errors import DataError
 from retdm.evaluate import evaluate_checkpoint
+from retdm.inference import final_checkpoint
+from retdm.log import bar
 from retdm.methods import stage_dir
 from retdm.provenance import file_sha256, read_provenance, write_parquet
-from retdm.train.run import final_checkpoint, train_method
+from retdm.train.run import train_method
 
 POINT_METRICS = "metrics.parquet"  # one point's row, in its run folder
 GRID_WHAT = "RETDM sensitivity to alpha x beta (test split)"
@@ -121,7 +122,7 @@ def sensitivity_grid(table_path: str | os.PathLike, pretrain: str | os.PathLike,
                      progress: bool = True) -> pd.DataFrame:
     """Every point of ``alphas × betas`` (:func:`sweep_point`) one after another in this process,
     then the grid (:func:`gather_grid`); arguments as theirs."""
-    for alpha, beta in tqdm(grid_points(alphas, betas), desc="alpha x beta", disable=not progress):
+    for alpha, beta in bar(grid_points(alphas, betas), show=progress, desc="alpha x beta"):
         sweep_point(table_path, pretrain, out_dir, cfg, alpha, beta, image_cache=image_cache, threshold=threshold,
                     progress=progress)
     return gather_grid(out_dir, alphas, betas, results)

@@ -5,7 +5,7 @@ Legend: N rows, M labels.
 A label is predicted where its score is ``>= threshold``. The metrics of the comparison table use
 the fixed 0.5 (``retdm.metrics``); per-class thresholds (or one global one) tuned to maximise F1
 often do better on the label-based metrics (C-F1, O-F1). They are tuned on exactly the validation
-part a run carved from its training split (``retdm.train.data.split_validation`` with the seed and
+part a run carved from its training split (``retdm.data.split.split_validation`` with the seed and
 ``data.val_fraction`` of the checkpoint's config), never on the test split.
 
 A feature method's estimator (``mlknn`` …) is fitted on the fit part only
@@ -32,15 +32,16 @@ from typing import Any
 import numpy as np
 
 from retdm import __version__
-from retdm.data.table import LabelTable, atomic_write, ignore_mask, read_label_table
+from retdm.checkpoint import load_checkpoint, load_model
+from retdm.data.split import split_validation
+from retdm.data.table import LabelTable, ignore_mask, read_label_table
 from retdm.errors import DataError
+from retdm.files import atomic_write
+from retdm.hardware import torch_threads
+from retdm.inference import check_trained_labels, final_checkpoint, score_table
 from retdm.methods import METHODS
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
-from retdm.train.checkpoint import load_checkpoint
-from retdm.train.data import split_validation
-from retdm.train.hardware import torch_threads
-from retdm.train.run import final_checkpoint
 
 MODES = ("per_class", "global")
 FORMAT = "retdm-thresholds-1"
@@ -150,7 +151,7 @@ class ValidationScores:
 
 def validation_part(table: LabelTable, seed: int, val_fraction: float) -> LabelTable:
     """The rows a run with ``seed`` and ``val_fraction`` validated on: carved from the training split
-    by ``retdm.train.data.split_validation``, as ``build_training_data`` does."""
+    by ``retdm.data.split.split_validation``, as ``build_training_data`` does."""
     train = table.split("train")
     _, val_rows = split_validation(len(train), val_fraction, seed)
     return train.take(val_rows)
@@ -170,16 +171,13 @@ def score_validation(runs_dir: str | os.PathLike, method: str, table_path: str |
                      image_cache: str | os.PathLike | None = None) -> ValidationScores:
     """Score the validation part of ``method``'s run with its final checkpoint.
 
-    A network method scores the rows with the checkpoint's own preprocessing (``retdm.evaluate``);
+    A network method scores the rows with the checkpoint's own preprocessing (``retdm.inference``);
     a feature method runs its estimator on those rows of the feature table it was fitted on.
 
     Raises:
         DataError: no trained model; the table is not the one the run trained on (its hash, labels
             or validation size differ), or the feature table changed since the fit.
     """
-    from retdm.evaluate import check_trained_labels, score_table
-    from retdm.train.checkpoint import load_model
-
     checkpoint = final_checkpoint(runs_dir, method)
     if not checkpoint.is_file():
         raise DataError(f"{checkpoint}: no trained model for method {method!r}; train it first "
@@ -229,7 +227,7 @@ def _estimator_validation(checkpoint: Path, record: dict[str, Any], table: Label
     expected = validation_part(table, seed, val_fraction)
     assert np.array_equal(part.frame["image_id"].to_numpy(), expected.frame["image_id"].to_numpy())
     estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
-    with torch_threads(1):  # as retdm.train.features.estimator_scores: the same bits on every machine
+    with torch_threads(1):  # as retdm.inference.estimator_scores: the same bits on every machine
         scores = estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))  # (N, M)
     return np.asarray(scores, dtype=np.float32), expected
 

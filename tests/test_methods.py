@@ -62,7 +62,7 @@ def test_feature_methods_share_the_bce_backbones_features(small):
     table, runs = small
     for name in ("mlknn", "mlspl"):
         train_method(table, runs, method_config(name), name, progress=False)
-    from retdm.train.checkpoint import load_checkpoint
+    from retdm.checkpoint import load_checkpoint
 
     fitted = [load_checkpoint(runs / name / "fit" / "best.pt") for name in ("mlknn", "mlspl")]
     assert {f["data_path"] for f in fitted} == {str(runs / "bce" / "features" / "features.parquet")}

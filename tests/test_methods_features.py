@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from retdm.checkpoint import load_checkpoint, load_model
 from retdm.config import load_config
 from retdm.data.dataset import FeatureSpec, FeatureTableDataset
 from retdm.data.mulan import import_mulan
@@ -17,8 +18,7 @@ from retdm.evaluate import evaluate_method
 from retdm.methods import METHODS
 from retdm.metrics import evaluate
 from retdm.models.backbones import FEATURE_BACKBONES, build_backbone
-from retdm.models.mlp import MLPBackbone
-from retdm.train.checkpoint import load_checkpoint, load_model
+from retdm.models.backbones.mlp import MLPBackbone
 from retdm.train.run import train_method
 
 NUM_FEATURES, NUM_LABELS = 30, 6
@@ -190,7 +190,7 @@ def test_the_evaluate_command_scores_every_method_on_a_feature_table(small, tmp_
     from click.testing import CliRunner
 
     from retdm.cli import main
-    from retdm.train.run import final_checkpoint
+    from retdm.inference import final_checkpoint
 
     table, runs = small
     names = METHODS.names()

@@ -7,7 +7,7 @@ import torch
 from retdm.errors import DataError
 from retdm.provenance import read_provenance
 from retdm.sweep import POINT_METRICS, gather_grid, point_name, sensitivity_grid, sweep_point
-from retdm.train.checkpoint import load_checkpoint
+from retdm.checkpoint import load_checkpoint
 from retdm.train.run import train_method
 
 

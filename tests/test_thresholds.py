@@ -13,8 +13,16 @@ import pytest
 from retdm.data.table import read_label_table
 from retdm.errors import DataError
 from retdm.metrics import evaluate
-from retdm.thresholds import (FILENAME, load_thresholds, resolve_thresholds, save_thresholds, score_validation,
-                              tune_method, tune_thresholds, validation_scores)
+from retdm.thresholds import (
+    FILENAME,
+    load_thresholds,
+    resolve_thresholds,
+    save_thresholds,
+    score_validation,
+    tune_method,
+    tune_thresholds,
+    validation_scores,
+)
 
 
 def f1_at(y, s, t):
@@ -113,10 +121,9 @@ def runs(tiny_table, tmp_path_factory):
 
 
 def test_validation_scores_are_the_runs_validation_rows(runs, tiny_table):
-    from retdm.evaluate import score_table
-    from retdm.train.checkpoint import load_model
-    from retdm.train.data import split_validation
-    from retdm.train.features import estimator_scores
+    from retdm.checkpoint import load_model
+    from retdm.data.split import split_validation
+    from retdm.inference import estimator_scores, score_table
 
     table = read_label_table(tiny_table)
     train = table.split("train")
@@ -139,8 +146,8 @@ def test_validation_scores_are_the_runs_validation_rows(runs, tiny_table):
 def test_a_feature_methods_thresholds_are_tuned_on_rows_its_estimator_was_not_fitted_on(runs, tiny_table, tmp_path):
     """The fit stage holds out the deep stages' validation part: ML-kNN keeps its fit rows
     (``x_train``), which are exactly the fit part of the features, none of the tuning rows."""
-    from retdm.train.checkpoint import load_checkpoint, save_checkpoint
-    from retdm.train.data import split_validation
+    from retdm.checkpoint import load_checkpoint, save_checkpoint
+    from retdm.data.split import split_validation
 
     v = score_validation(runs, "mlknn", tiny_table)
     features = read_label_table(v.record["data_path"]).split("train")

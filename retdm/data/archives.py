@@ -31,10 +31,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from tqdm.auto import tqdm
-
-from retdm.data.table import atomic_write
 from retdm.errors import DataError
+from retdm.files import atomic_write
+from retdm.log import bar
 
 MARKER_PREFIX = ".retdm-extracted-"
 RAR_TOOLS = ("unrar", "7z", "bsdtar")
@@ -59,11 +58,11 @@ def digest(path: str | os.PathLike, algorithm: str = "sha256", *, progress: bool
     """
     path = Path(path)
     h = hashlib.new(algorithm)
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, desc=f"{algorithm} {path.name}", unit="B",
-                                     unit_scale=True, unit_divisor=1024, disable=not progress, leave=False) as bar:
+    with open(path, "rb") as f, bar(show=progress, total=path.stat().st_size, desc=f"{algorithm} {path.name}",
+                                    unit="B", unit_scale=True, unit_divisor=1024) as shown:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-            bar.update(len(chunk))
+            shown.update(len(chunk))
     return h.hexdigest()
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, check_label_names, write_label_table
+from retdm.data.table import LabelTable, check_label_names, write_imported
 from retdm.errors import DataError
 
 PARTS = (("train2014", "train"), ("val2014", "test"))
@@ -85,12 +85,8 @@ def import_coco(root: str | os.PathLike, out: str | os.PathLike | None = None, *
     label_names = [n for _, n in categories]
     labels = np.concatenate([lab for _, lab in parts])  # (N, 80)
     frame = pd.concat([f for f, _ in parts], ignore_index=True)
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=label_names)], axis=1)
     if len(frame) == 0:
         raise DataError(f"{root}: no annotated image in either split; check the annotation files")
-    per_image = labels.sum(axis=1)
-    counts.update({"images": len(frame), "labels_per_image": round(float(per_image.mean()), 4),
-                   "per_label": dict(zip(label_names, labels.sum(axis=0).tolist()))})
     source = {
         "importer": "coco", "root": str(root), "files": files, "keep_unannotated": keep_unannotated,
         "category_ids": {str(i): n for i, n in categories}, "label_order": label_names,
@@ -98,9 +94,7 @@ def import_coco(root: str | os.PathLike, out: str | os.PathLike | None = None, *
         "image_id": "file_name stem", "split": {"official": True, "train": "train2014", "test": "val2014"},
         "counts": counts,
     }
-    table = LabelTable(frame, tuple(label_names), out.parent, name or "coco", json.dumps(source))
-    write_label_table(table, out)
-    return table
+    return write_imported(out, name or "coco", tuple(label_names), frame, labels, source)
 
 
 def _read_instances(path: Path) -> tuple[list[tuple[int, str]], list[str], np.ndarray]:

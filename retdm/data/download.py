@@ -24,8 +24,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from retdm.data.archives import (
     archive_kind,
     check_file,
@@ -37,8 +35,9 @@ from retdm.data.archives import (
     set_aside,
 )
 from retdm.data.sources import DatasetSource, SourceFile, get_source, human_size
-from retdm.data.table import atomic_write
 from retdm.errors import DataError
+from retdm.files import atomic_write
+from retdm.log import bar
 
 _CHUNK = 1 << 20
 _NETWORK = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
@@ -278,12 +277,12 @@ def _transfer(url: str, dest: Path, part: Path, start: int, size: int | None, pr
                             f"{human_size(shutil.disk_usage(part.parent).free)} free; make room or choose another folder")
         got = start
         try:
-            with open(part, mode) as out, tqdm(total=total, initial=start, desc=dest.name, unit="B", unit_scale=True,
-                                               unit_divisor=1024, disable=not progress, leave=False) as bar:
+            with open(part, mode) as out, bar(show=progress, total=total, initial=start, desc=dest.name, unit="B",
+                                              unit_scale=True, unit_divisor=1024) as shown:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     got += len(chunk)
-                    bar.update(len(chunk))
+                    shown.update(len(chunk))
         except _NETWORK as err:
             raise _cannot(url, dest, md5, part, f"transfer broke off: {err}") from err
     if length >= 0 and got != start + length:

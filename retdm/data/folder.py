@@ -12,16 +12,16 @@ Paths in the table are relative to the directory of the written table.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from retdm.data.dataset import find_unreadable_images, unreadable_message
+from retdm.data.images import find_unreadable_images, unreadable_message
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, check_label_names, write_label_table
+from retdm.data.split import assign_split
+from retdm.data.table import LabelTable, check_label_names, write_imported
 from retdm.errors import ConfigError, DataError
 
 
@@ -39,7 +39,7 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         test_fraction: test share of the seeded split when the CSV has no ``split`` column.
         seed: seed of that split.
         name: dataset name; defaults to the folder's name.
-        workers: threads that decode every image to check it (``retdm.data.dataset.decode_workers``).
+        workers: threads that decode every image to check it (``retdm.data.images.decode_workers``).
 
     Returns:
         The written label table.
@@ -107,12 +107,9 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         split = assign_split(len(raw), test_fraction, seed)
     rel = [os.path.relpath(images_dir / image, out.parent) for image in raw["image"]]
     frame = pd.DataFrame({"image_id": raw["image"].to_numpy(), "path": rel, "split": split})
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=list(label_names))], axis=1)
-    source = json.dumps({"importer": "folder", "csv": str(csv_path), "layout": layout, "separator": separator,
-                         "test_fraction": test_fraction, "seed": seed, "split_from_csv": "split" in raw.columns})
-    table = LabelTable(frame, tuple(label_names), out.parent, name or images_dir.name, source)
-    write_label_table(table, out)
-    return table
+    source = {"importer": "folder", "csv": str(csv_path), "layout": layout, "separator": separator,
+              "test_fraction": test_fraction, "seed": seed, "split_from_csv": "split" in raw.columns}
+    return write_imported(out, name or images_dir.name, tuple(label_names), frame, labels, source)
 
 
 def _from_wide(raw: pd.DataFrame, label_cols: list[str], csv_path: Path) -> tuple[list[str], np.ndarray]:

@@ -7,7 +7,7 @@ Layout of a cache directory::
     shard_00000.npy      (n, 3, size, size) uint8, n = shard_size except in the last shard
     shard_00001.npy      ...
 
-Every image of the label table is decoded with :func:`retdm.data.dataset.decode_image` and resized
+Every image of the label table is decoded with :func:`retdm.data.images.decode_image` and resized
 to ``size × size`` by :func:`retdm.data.transforms.resize_square` (bilinear, antialiased), the
 very call the transforms make. Shards are opened with
 ``np.load(mmap_mode="r")``, so reading an image is a 3·size² byte copy from the page cache.
@@ -48,12 +48,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from retdm.data.dataset import decode_image, decode_workers, unreadable_message
-from retdm.data.table import LabelTable, remove_stale_temporaries, replace_dir
+from retdm.data.images import decode_image, decode_workers, unreadable_message
+from retdm.data.table import LabelTable
 from retdm.data.transforms import resize_square
 from retdm.errors import DataError
+from retdm.files import remove_stale_temporaries, replace_dir
+from retdm.log import bar
 
 FORMAT_VERSION = 1
 META_FILE, INDEX_FILE = "cache.json", "index.parquet"
@@ -106,7 +107,7 @@ def build_image_cache(table: LabelTable, out_dir: str | os.PathLike, *, size: in
             ``cache.json`` is refused rather than deleted.
         size: side of the cached square images; use ``data.resize`` (see the module docstring).
         shard_size: images per shard file.
-        workers: decoding threads (``retdm.data.dataset.decode_workers``). PIL and torch release the GIL.
+        workers: decoding threads (``retdm.data.images.decode_workers``). PIL and torch release the GIL.
         progress: show a progress bar.
 
     Returns:
@@ -171,7 +172,7 @@ def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_s
             return None
         return resize_square(image, size)  # (3, size, size)
 
-    bar = tqdm(total=n, desc=f"cache images at {size} px", disable=not progress, leave=False)
+    shown = bar(show=progress, total=n, desc=f"cache images at {size} px")
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
     try:
         shards = 0
@@ -181,13 +182,13 @@ def _write_shards(root: Path, files: pd.DataFrame, tmp: Path, size: int, shard_s
             for j, image in enumerate(pool.map(load, rows) if pool else map(load, rows)):
                 if image is not None:
                     block[j] = image.numpy()
-                bar.update()
+                shown.update()
             np.save(tmp / shard_name(shards), block)
             shards += 1
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        bar.close()
+        shown.close()
     return shards, [(name, why) for _, name, why in sorted(bad)]  # in table order
 
 

@@ -14,7 +14,6 @@ is drawn. Images stay where they are.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, check_label_names, read_text, write_label_table
+from retdm.data.split import assign_split
+from retdm.data.table import LabelTable, check_label_names, read_text, write_imported
 from retdm.errors import DataError
 
 IMAGES = "mirflickr"
@@ -82,12 +82,11 @@ def import_mirflickr(root: str | os.PathLike, out: str | os.PathLike | None = No
         raise DataError(f"{ann_dir}: no image carries a potential concept, so nothing is left with "
                         f"drop_unlabelled=True; check the annotation files")
     kept = np.asarray(numbers)[keep]
-    labels, per_image = labels[keep], per_image[keep]
+    labels = labels[keep]
     rel = os.path.relpath(images_dir, out.parent)
     split = assign_split(len(kept), test_fraction, seed)
     frame = pd.DataFrame({"image_id": [f"im{n}" for n in kept], "path": [os.path.join(rel, f"im{n}.jpg") for n in kept],
                           "split": split})
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=concepts)], axis=1)
     source = {
         "importer": "mirflickr", "root": str(root), "images_dir": str(images_dir), "annotations_dir": str(ann_dir),
         "label_order": concepts, "concept_files": [f"{c}.txt" for c in concepts],
@@ -97,15 +96,10 @@ def import_mirflickr(root: str | os.PathLike, out: str | os.PathLike | None = No
         "counts": {
             "images_found": len(numbers), "image_numbers": [numbers[0], numbers[-1]],
             "numbers_missing_in_range": numbers[-1] - numbers[0] + 1 - len(numbers),
-            "unlabelled": int(unlabelled.sum()), "dropped_unlabelled": int((~keep).sum()), "images": len(kept),
-            "labels_per_image": round(float(per_image.mean()), 4),
-            "per_label": dict(zip(concepts, labels.sum(axis=0).tolist())),
-            "train": int((split == "train").sum()), "test": int((split == "test").sum()),
+            "unlabelled": int(unlabelled.sum()), "dropped_unlabelled": int((~keep).sum()),
         },
     }
-    table = LabelTable(frame, tuple(concepts), out.parent, name or "mirflickr", json.dumps(source))
-    write_label_table(table, out)
-    return table
+    return write_imported(out, name or "mirflickr", tuple(concepts), frame, labels, source)
 
 
 def _read_numbers(path: Path, row_of: np.ndarray, images_dir: Path) -> np.ndarray:

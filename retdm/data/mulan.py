@@ -22,7 +22,6 @@ attribute and the first declared value for a nominal one (Weka's rule; ``0`` for
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -33,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import FEATURE_PREFIX, LabelTable, assign_split, check_label_names, write_label_table
+from retdm.data.split import assign_split
+from retdm.data.table import FEATURE_PREFIX, LabelTable, check_label_names, write_imported
 from retdm.errors import DataError
 
 NUMERIC_TYPES = ("numeric", "real", "integer")
@@ -336,10 +336,9 @@ def import_mulan(arff: str | os.PathLike, xml: str | os.PathLike, out: str | os.
     columns = {"image_id": [f"{name}_{row:05d}" for row in range(n)]}
     columns.update({f"{FEATURE_PREFIX}{i}": values[:, j].astype(np.float32) for i, j in enumerate(features)})
     columns["split"] = split
-    columns.update({label: values[:, labels[k]].astype(np.uint8) for k, label in enumerate(label_names)})
     frame = pd.DataFrame(columns)
     files = [arff] + ([Path(test_arff)] if test_arff is not None else [])
-    source = json.dumps({
+    source = {
         "importer": "mulan", "relation": header.relation, "arff": str(arff), "xml": str(xml),
         "test_arff": None if test_arff is None else str(test_arff),
         "sha256": {str(p): file_sha256(p) for p in [*files, xml]},
@@ -347,10 +346,8 @@ def import_mulan(arff: str | os.PathLike, xml: str | os.PathLike, out: str | os.
         "num_train": int((split == "train").sum()), "num_test": int((split == "test").sum()),
         "num_features": len(features), "num_labels": len(label_names),
         "feature_names": [header.attributes[j].name for j in features],
-    })
-    table = LabelTable(frame, tuple(label_names), out.parent, name, source)
-    write_label_table(table, out)
-    return table
+    }
+    return write_imported(out, name, tuple(label_names), frame, values[:, labels].astype(np.uint8), source)
 
 
 def _roles(header: ArffHeader, label_names: list[str], xml: Path) -> tuple[list[int], list[int]]:

@@ -16,7 +16,6 @@ names. NUS-WIDE downloads are often incomplete, so images missing on disk either
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, check_label_names, read_text, write_label_table
+from retdm.data.table import LabelTable, check_label_names, read_text, write_imported
 from retdm.errors import ConfigError, DataError
 
 MISSING = ("error", "drop")
@@ -107,10 +106,6 @@ def import_nuswide(root: str | os.PathLike, out: str | os.PathLike | None = None
         raise DataError(f"{images_dir}: no listed image is kept ({counts}); check images= and the image lists")
     rel_dir = os.path.relpath(images_dir, out.parent)
     frame = pd.DataFrame({"image_id": ids, "path": [os.path.join(rel_dir, p) for p in paths], "split": splits})
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=concepts)], axis=1)
-    per_image = labels.sum(axis=1)
-    counts.update({"images": len(ids), "labels_per_image": round(float(per_image.mean()), 4),
-                   "per_label": dict(zip(concepts, labels.sum(axis=0).tolist()))})
     source = {
         "importer": "nuswide", "root": str(root), "images_dir": str(images_dir), "files": files,
         "label_order": concepts, "concept_order_from": str(concept_list) if concept_list else "sorted label file names",
@@ -118,9 +113,7 @@ def import_nuswide(root: str | os.PathLike, out: str | os.PathLike | None = None
         "image_id": "<subdir>/<file stem> from the image list (backslashes read as separators)",
         "split": {"official": True, "train": "TrainImagelist.txt", "test": "TestImagelist.txt"}, "counts": counts,
     }
-    table = LabelTable(frame, tuple(concepts), out.parent, name or "nuswide", json.dumps(source))
-    write_label_table(table, out)
-    return table
+    return write_imported(out, name or "nuswide", tuple(concepts), frame, labels, source)
 
 
 def _concepts(root: Path) -> tuple[list[str], Path | None]:

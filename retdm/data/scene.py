@@ -13,7 +13,6 @@ official split, so a seeded one is drawn. Images stay where they are.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import LabelTable, assign_split, write_label_table
+from retdm.data.split import assign_split
+from retdm.data.table import LabelTable, write_imported
 from retdm.errors import ConfigError, DataError
 
 SCENE_LABELS = ("desert", "mountains", "sea", "sunset", "trees")
@@ -87,25 +87,15 @@ def import_scene(root: str | os.PathLike, out: str | os.PathLike | None = None, 
     split = assign_split(len(numbers), test_fraction, seed)
     frame = pd.DataFrame({"image_id": [str(n) for n in numbers], "path": [os.path.join(rel, f) for f in files],
                           "split": split})
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=list(SCENE_LABELS))], axis=1)
-    per_image = labels.sum(axis=1)
     source = {
         "importer": "scene", "root": str(root), "layout": kind, "labels_file": str(used),
         "layout_option": layout, "preferred_mat_over_csv": kind == "mat" and csv_path.is_file(),
         "label_order": list(SCENE_LABELS), "images_dir": str(images_dir),
         "split": {"official": False, "test_fraction": test_fraction, "seed": seed},
-        "counts": {
-            "images": len(numbers), "dropped": 0, "files_in_original_not_labelled": len(extra),
-            "labels_per_image": round(float(per_image.mean()), 4),
-            "images_without_label": int((per_image == 0).sum()),
-            "distinct_label_sets": len({row.tobytes() for row in labels}),
-            "per_label": dict(zip(SCENE_LABELS, labels.sum(axis=0).tolist())),
-            "train": int((split == "train").sum()), "test": int((split == "test").sum()),
-        },
+        "counts": {"dropped": 0, "files_in_original_not_labelled": len(extra),
+                   "distinct_label_sets": len({row.tobytes() for row in labels})},
     }
-    table = LabelTable(frame, SCENE_LABELS, out.parent, name or "scene", json.dumps(source))
-    write_label_table(table, out)
-    return table
+    return write_imported(out, name or "scene", SCENE_LABELS, frame, labels, source)
 
 
 def _read_mat(path: Path) -> tuple[list[int], np.ndarray]:

@@ -13,7 +13,7 @@ Determinism
     labels, then its pixels. It does not depend on ``num_images`` or on any other image, so the
     first ``k`` images of a 100-image and a 10,000-image dataset with the same seed and options are
     byte-identical (PNG is lossless). Only the train/test split, drawn by
-    :func:`retdm.data.table.assign_split` from ``(num_images, test_fraction, seed)``, depends on the
+    :func:`retdm.data.split.assign_split` from ``(num_images, test_fraction, seed)``, depends on the
     dataset size.
 
 Labels (``LABEL_NAMES``, column order of the table)
@@ -117,9 +117,11 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import (LabelTable, assign_split, read_label_table, remove_stale_temporaries, replace_dir,
-                              write_label_table)
+from retdm.data.split import assign_split
+from retdm.data.table import LabelTable, read_label_table, write_label_table
 from retdm.errors import ConfigError, DataError
+from retdm.files import remove_stale_temporaries, replace_dir
+from retdm.log import bar
 
 GENERATOR = "retdm.data.synthetic"
 GENERATOR_VERSION = 1
@@ -586,12 +588,7 @@ def make_synthetic(
     try:
         (tmp / "images").mkdir()
         labels = np.zeros((num_images, len(LABEL_NAMES)), dtype=np.uint8)
-        indices = range(int(num_images))
-        if progress:
-            from tqdm.auto import tqdm
-
-            indices = tqdm(indices, desc="synthetic", unit="img", leave=False)
-        for i in indices:
+        for i in bar(range(int(num_images)), show=progress, desc="synthetic", unit="img"):
             rng = image_rng(int(seed), i)
             labels[i], _topics = sample_labels(rng, options.mix_prob)
             image = render_image(rng, labels[i], options)

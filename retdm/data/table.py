@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from retdm.data.split import assign_split
 from retdm.errors import DataError
+from retdm.files import atomic_write
 
 SPLITS = ("train", "test")
 RESERVED = ("image_id", "path", "split")
@@ -193,6 +192,30 @@ def write_label_table(table: LabelTable, path: str | os.PathLike, *, ignore: dic
     return path
 
 
+def write_imported(out: Path, name: str, label_names: tuple[str, ...], frame: pd.DataFrame, labels: np.ndarray,
+                   source: dict, *, ignore: dict[str, list[str]] | None = None) -> LabelTable:
+    """The tail every importer shares: ``frame`` (``image_id``, ``path`` or features, ``split``) joined to its
+    (N, M) 0/1 ``labels``, the counts every dataset records added to ``source["counts"]`` (images,
+    images per split, labels per image, images without a label, images per label), and the table
+    written to ``out`` with ``source`` as its ``retdm.source``.
+
+    Returns:
+        The written table; its images' folder is ``out``'s (``frame``'s paths are relative to it).
+    """
+    frame = pd.concat([frame.reset_index(drop=True), pd.DataFrame(labels, columns=list(label_names))], axis=1)
+    per_image = labels.sum(axis=1)  # (N,)
+    splits = frame["split"].to_numpy()
+    source = {**source, "counts": {
+        **source.get("counts", {}), "images": len(frame),
+        "rows_per_split": {s: int((splits == s).sum()) for s in SPLITS},
+        "labels_per_image": round(float(per_image.mean()), 4), "images_without_label": int((per_image == 0).sum()),
+        "per_label": dict(zip(label_names, labels.sum(axis=0).tolist())),
+    }}
+    table = LabelTable(frame, tuple(label_names), out.parent, name, json.dumps(source))
+    write_label_table(table, out, ignore=ignore)
+    return table
+
+
 def read_label_table(path: str | os.PathLike, root: str | os.PathLike | None = None,
                      expect_labels: tuple[str, ...] | None = None) -> LabelTable:
     """Read and check a label table.
@@ -264,20 +287,6 @@ def ignore_mask(path: str | os.PathLike, part: LabelTable) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def assign_split(n: int, test_fraction: float, seed: int) -> np.ndarray:
-    """A seeded random train/test assignment of ``n`` items (the paper's 80/20 when 0.2).
-
-    Returns:
-        (n,) array of ``"train"``/``"test"`` strings; exactly ``round(n * test_fraction)`` are test.
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    split = np.full(n, "train", dtype=object)
-    split[order[: int(round(n * test_fraction))]] = "test"
-    return split
-
-
 def copy_table(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a label table to ``dst`` as it is (rows, columns, metadata), pointing ``retdm.root``
     at its images. No contract check: checking is the pipeline's ``validate`` step, which reports
@@ -346,58 +355,6 @@ def _write_moved(arrow: pa.Table, meta: dict[bytes, bytes], src: Path, dst: Path
     return dst
 
 
-def remove_stale_temporaries(path: Path) -> None:
-    """Remove the temporaries of ``path`` that a writer killed mid-write left beside it.
-
-    A SIGKILL, an OOM kill or a power loss runs no ``except``: the temporary file of
-    :func:`atomic_write`, or the folder a directory is built in before :func:`replace_dir`, stays
-    (``.<name>.<8 random characters>.tmp``, as ``tempfile.mkstemp``/``mkdtemp`` name them), and
-    under ``results/`` it would sit in a folder a DVC stage hashes. The writer of ``path`` calls
-    this before it starts; one writer at a time writes a given path.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        return
-    stale = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
-    for entry in path.parent.iterdir():
-        if stale.fullmatch(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: once, at import, before any thread writes
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``.
-
-    On any error the temporary file is removed and whatever was at ``path`` stays untouched; one
-    left by a writer killed mid-write is removed first (:func:`remove_stale_temporaries`). The file
-    gets the mode a plain ``open()`` would give it (0666 less the umask), not ``mkstemp``'s 0600,
-    which would hide results and figures from the group and from a web server.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_text(path: Path, fix: str) -> str:
     """The text of an annotation file: UTF-8 (a byte-order mark dropped), universal newlines.
 
@@ -408,19 +365,3 @@ def read_text(path: Path, fix: str) -> str:
         return Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({err}); {fix}") from err
-
-
-def replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` onto ``out_dir``; an existing ``out_dir`` is removed only after."""
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    old.rmdir()
-    os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -14,7 +14,6 @@ evaluation can skip them. trainval becomes ``train`` and test ``test``. Images s
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from retdm.data.registry import DATASETS
-from retdm.data.table import IGNORE_KEY, LabelTable, read_text, write_label_table
+from retdm.data.table import IGNORE_KEY, LabelTable, read_text, write_imported
 from retdm.errors import ConfigError, DataError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -89,26 +88,18 @@ def import_voc2007(root: str | os.PathLike, out: str | os.PathLike | None = None
     ignore = {c: [ids[i] for i in np.flatnonzero(hard[:, j])] for j, c in enumerate(VOC_CLASSES)}
     rel = os.path.relpath(images_dir, out.parent)
     frame = pd.DataFrame({"image_id": ids, "path": [os.path.join(rel, f"{i}.jpg") for i in ids], "split": splits})
-    frame = pd.concat([frame, pd.DataFrame(labels, columns=list(VOC_CLASSES))], axis=1)
     is_test = np.asarray(splits) == "test"
-    per_image = labels.sum(axis=1)
     source = {
         "importer": "voc2007", "root": str(root), "voc2007_dir": str(voc), "images_dir": str(images_dir),
         "class_files": [f"ImageSets/Main/<class>_{part}.txt" for part, _ in PARTS], "label_order": list(VOC_CLASSES),
         "difficult": difficult, "difficult_meaning": "value 0 in a class file: labelled 0"
         + (f", pairs listed under {IGNORE_KEY}" if difficult == "ignore" else ""),
         "split": {"official": True, "train": "trainval", "test": "test"},
-        "counts": {
-            "images": len(ids), "train": int((~is_test).sum()), "test": int(is_test.sum()), "dropped": 0,
-            "difficult_pairs": int(hard.sum()), "difficult_pairs_train": int(hard[~is_test].sum()),
-            "difficult_pairs_test": int(hard[is_test].sum()), "images_without_label": int((per_image == 0).sum()),
-            "labels_per_image": round(float(per_image.mean()), 4),
-            "per_label": dict(zip(VOC_CLASSES, labels.sum(axis=0).tolist())),
-        },
+        "counts": {"dropped": 0, "difficult_pairs": int(hard.sum()), "difficult_pairs_train": int(hard[~is_test].sum()),
+                   "difficult_pairs_test": int(hard[is_test].sum())},
     }
-    table = LabelTable(frame, VOC_CLASSES, out.parent, name or "voc2007", json.dumps(source))
-    write_label_table(table, out, ignore=ignore if difficult == "ignore" else None)
-    return table
+    return write_imported(out, name or "voc2007", VOC_CLASSES, frame, labels, source,
+                          ignore=ignore if difficult == "ignore" else None)
 
 
 

@@ -22,13 +22,13 @@ import pandas as pd
 
 from retdm import __version__
 from retdm.compare import HEADERS as METRIC_LABELS
+from retdm.inference import final_checkpoint
 from retdm.layout import Layout
 from retdm.metrics import LOWER_IS_BETTER
 from retdm.report import figures
 from retdm.report.collect import class_ap, epoch_logs, example_predictions, shared_embeddings
 from retdm.report.page import Figure, Section, Table, Text, render_html, render_markdown
 from retdm.revision import code_revision
-from retdm.train.run import final_checkpoint
 from retdm.verdict import verdict_sentence, verdicts
 
 TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from retdm.data.dataset import eval_dataset, read_image
+from retdm.checkpoint import load_model
+from retdm.data.dataset import eval_dataset
+from retdm.data.images import read_image
 from retdm.data.table import LabelTable, ignore_mask, read_label_table
+from retdm.inference import forward_images
 from retdm.layout import Layout
 from retdm.methods import METHODS, stage_dir
 from retdm.metrics import average_precision_per_class
-from retdm.train.checkpoint import load_model
-from retdm.train.features import forward_images
 
 EPOCH_COLUMNS = ("train_loss", "val_loss", "val_mAP")
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retdm.data.table import atomic_write
 from retdm.errors import ConfigError, DataError
+from retdm.files import atomic_write
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REFERENCE_COLUMN = "reference"  # boolean column of a Table: reference rows (e.g. the paper's); never bolded

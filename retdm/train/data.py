@@ -21,6 +21,7 @@ from torch import Tensor
 
 from retdm.config import ModelConfig
 from retdm.data.dataset import FeatureSpec, FeatureTableDataset, LabelTableDataset, image_loader
+from retdm.data.split import split_validation
 from retdm.data.table import LabelTable
 from retdm.data.transforms import TestTransform, TrainTransform, TransformSpec
 from retdm.errors import ConfigError, DataError
@@ -57,15 +58,6 @@ class TrainingData:
     def num_labels(self) -> int:
         return self.sets.shape[1]
 
-
-def split_validation(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded disjoint (fit, val) row indices of the training split, each sorted."""
-    n_val = int(round(n * val_fraction))
-    if n_val < 1 or n - n_val < 2:
-        raise DataError(f"the training split has {n} images: too few to carve a validation part of "
-                        f"{val_fraction:.0%}; add images or change data.val_fraction")
-    order = np.random.default_rng([seed, 0xDA7A]).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def check_backbone(table: LabelTable, model: ModelConfig) -> None:

@@ -7,7 +7,7 @@ test transform (over every feature vector, standardised as in training, for a fe
 as a MULAN dataset) and writes Φcnn(image) as a feature label table (``feat_0 … feat_{D-1}`` in
 place of ``path``). ``fit`` trains one of ``retdm.shallow``'s estimators on the fit part of that
 table's training split: the training rows minus the very validation part the deep stages hold out
-(``retdm.train.data.split_validation`` with the run's seed and ``data.val_fraction``). So the
+(``retdm.data.split.split_validation`` with the run's seed and ``data.val_fraction``). So the
 shallow baselines share the deep methods' backbone, split, fit rows and labels, and differ only in
 what they learn on top. The estimator selects nothing on the validation part (its
 hyper-parameters are fixed); the part is held out so that ``retdm.thresholds`` tunes every
@@ -23,47 +23,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from retdm import __version__
-from retdm.data.dataset import FeatureTableDataset, LabelTableDataset, eval_dataset
+from retdm.checkpoint import load_model, save_checkpoint
+from retdm.data.dataset import eval_dataset
+from retdm.data.split import split_validation
 from retdm.data.table import FEATURE_PREFIX, LabelTable, read_label_table, write_label_table
 from retdm.errors import ConfigError, DataError
+from retdm.hardware import pick_device, torch_threads
+from retdm.inference import forward_images
 from retdm.methods import METHODS
-from retdm.models.retdm_net import RETDMNet
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
-from retdm.train import distributed
-from retdm.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from retdm.train.data import split_validation
-from retdm.train.hardware import pick_device, torch_threads
-
-
-@torch.no_grad()
-def forward_images(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDataset, *, batch_size: int = 128,
-                   device: torch.device | None = None, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Φcnn(image) and σ(Φcls(Φcnn(image))) for every item (image or feature vector), in dataset order.
-
-    Under torchrun each process scores a contiguous, disjoint share of the items and every process
-    gets all of them back in dataset order (no padded or repeated item).
-
-    Returns:
-        (N, D) float32 image embeddings and (N, M) float32 scores.
-    """
-    device = device or torch.device("cpu")
-    model.eval().to(device)
-    world = distributed.world()
-    if len(dataset) < world.size:
-        raise DataError(f"{len(dataset)} items cannot be shared among {world.size} processes; score them in one")
-    embeddings, scores = [], []
-    loader = DataLoader(Subset(dataset, distributed.shard(len(dataset), world)), batch_size=batch_size, shuffle=False)
-    for images, _, _ in tqdm(loader, desc="predict", disable=not (progress and world.main), leave=False):
-        f_img, logits = model(images.to(device))  # (B, D), (B, M)
-        embeddings.append(f_img.float())
-        scores.append(torch.sigmoid(logits.float()))
-    return tuple(distributed.gather_shards(torch.cat(x)).cpu().numpy() for x in (embeddings, scores))
 
 
 def export_features(checkpoint: str | os.PathLike, table_path: str | os.PathLike, out: str | os.PathLike, *,
@@ -97,7 +68,7 @@ def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, 
     """Fit ``method``'s estimator on the fit part of a feature table's training split; write ``best.pt``.
 
     The training rows are split as the network stages split them
-    (``retdm.train.data.split_validation(n, val_fraction, seed)``): the estimator is fitted on the
+    (``retdm.data.split.split_validation(n, val_fraction, seed)``): the estimator is fitted on the
     fit part only, and the validation part is left for ``retdm.thresholds`` to tune on. The
     checkpoint records ``num_fit`` and ``num_val`` as a network run's does.
 
@@ -147,22 +118,3 @@ def fit_estimator(features_path: str | os.PathLike, out_dir: str | os.PathLike, 
     return best
 
 
-def estimator_scores(checkpoint: str | os.PathLike, split: str = "test") -> tuple[np.ndarray, LabelTable, dict]:
-    """Scores of a fitted estimator on ``split`` of the feature table it was fitted on.
-
-    Returns:
-        (N, M) float32 scores, that part of the feature table, and the checkpoint record.
-
-    Raises:
-        DataError: the feature table changed since the fit.
-    """
-    record = load_checkpoint(checkpoint)
-    features = record["data_path"]
-    if not Path(features).is_file() or file_sha256(features) != record["data_sha256"]:
-        raise DataError(f"{features}: missing or changed since {checkpoint} was fitted on it; "
-                        f"re-run the features and fit stages")
-    estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
-    part = read_label_table(features).split(split)
-    with torch_threads(1):
-        scores = estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))  # (N, M)
-    return scores, part, record

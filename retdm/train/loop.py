@@ -6,7 +6,7 @@ epoch e+1 on, and ends with the same weights on the CPU. The test split is never
 validation part chooses the best epoch and drives the learning-rate plateau.
 
 Under ``torchrun`` the trainable modules train as one ``DistributedDataParallel`` module, each
-process on its share of the global batch; see ``retdm.train.distributed`` for what keeps W
+process on its share of the global batch; see ``retdm.distributed`` for what keeps W
 processes equal to one. On CUDA the images go channels-last, with bf16 autocast (``amp``) and
 optionally a compiled backbone (``compile``).
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import random
 import time
@@ -29,14 +30,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
+from retdm import distributed
+from retdm.checkpoint import load_checkpoint, save_checkpoint
 from retdm.config import OptimConfig, StageConfig
-from retdm.data.table import atomic_write
 from retdm.errors import ConfigError, TrainingError
+from retdm.files import atomic_write
+from retdm.log import bar
 from retdm.metrics import evaluate
-from retdm.train import distributed
-from retdm.train.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
 
 TIMING_FILE = "timing.csv"  # excluded from DVC hashes by .dvcignore
 
@@ -184,8 +187,8 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         set_modes(run.model, run.trainable)
         sums: dict[str, Tensor] = {}
         running = 0.0
-        bar = tqdm(loader, desc=f"{run.name} {epoch}/{run.stage.epochs}", disable=not progress, leave=False)
-        for n_step, batch in enumerate(bar, start=1):
+        shown = bar(loader, show=progress, desc=f"{run.name} {epoch}/{run.stage.epochs}")
+        for n_step, batch in enumerate(shown, start=1):
             value, parts = train_step(step, batch, optimizer, scaler, run.device, run.amp)
             if not math.isfinite(value):
                 raise TrainingError(
@@ -196,7 +199,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
             for key, part in parts.items():
                 sums[key] = sums.get(key, 0.0) + part
             running += value
-            bar.set_postfix(loss=f"{running / n_step:.4f}")
+            shown.set_postfix(loss=f"{running / n_step:.4f}")
         steps = max(len(loader), 1) * world.size  # every rank ran len(loader) steps
         totals = distributed.sum_over_ranks(*(float(v) for v in sums.values()))
         train_parts = {f"train_{k}": v / steps for k, v in zip(sums, totals)}
@@ -253,7 +256,7 @@ def save_epoch(run: StageRun, history: list[dict[str, Any]], improved: bool, sta
     atomic_write(run.out_dir / "epochs.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
     log_time(run.out_dir / TIMING_FILE, run.name, history[-1]["epoch"], seconds)
     if run.progress:
-        tqdm.write(f"{run.name} epoch {history[-1]['epoch']}: " + " ".join(
+        log.info(f"{run.name} epoch {history[-1]['epoch']}: " + " ".join(
             f"{k}={v:.4g}" for k, v in history[-1].items() if isinstance(v, float)))
 
 

@@ -20,19 +20,19 @@ from typing import Any
 
 import torch
 
-from retdm import __version__
+from retdm import __version__, distributed
+from retdm.checkpoint import build_model
 from retdm.config import TrainConfig
 from retdm.data.table import read_label_table
 from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError
+from retdm.hardware import pick_device, torch_threads
 from retdm.methods import FEATURES_FILE, METHODS, Method, stage_dir
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
-from retdm.train.checkpoint import build_model
-from retdm.train import distributed, lock
+from retdm.train import lock
 from retdm.train.data import build_training_data, check_backbone
 from retdm.train.features import export_features, fit_estimator
-from retdm.train.hardware import pick_device, torch_threads
 from retdm.train.stages import embed, finetune, pretrain
 
 STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune}
@@ -49,10 +49,6 @@ def method_config(cfg: TrainConfig, method: Method) -> TrainConfig:
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **method.loss)).validate()
 
 
-def final_checkpoint(out_dir: str | os.PathLike, method: str) -> Path:
-    """The checkpoint a method is evaluated from: ``best.pt`` of its last stage."""
-    return stage_dir(Path(out_dir), method, METHODS.get(method).final_stage) / "best.pt"
-
 
 def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: TrainConfig,
                  method: str = "retdm", stages: tuple[str, ...] | None = None, *, progress: bool = True,
@@ -60,7 +56,7 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
     """Train ``method`` on the table at ``table_path``, running ``stages`` (default: all it needs).
 
     A stage reads the best checkpoint of the stage before it, which must exist (run it first).
-    Under ``torchrun`` the network stages train data-parallel (``retdm.train.distributed``); the
+    Under ``torchrun`` the network stages train data-parallel (``retdm.distributed``); the
     feature stages are not distributed, so run them in one process.
     With ``cfg.data.image_cache``, ``image_cache`` (built at ``cfg.data.resize`` by
     ``retdm.data.image_cache.build_image_cache``) is read instead of decoding the image files; the

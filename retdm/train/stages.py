@@ -21,8 +21,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from retdm.checkpoint import load_checkpoint
 from retdm.config import LossConfig, TrainConfig
 from retdm.data.transforms import TrainTransform
+from retdm.distributed import gather_equal
 from retdm.errors import ConfigError, TrainingError
 from retdm.losses import (
     CenterLossCenters,
@@ -34,9 +36,7 @@ from retdm.losses import (
 )
 from retdm.models.retdm_net import RETDMNet
 from retdm.neighbours import EmbeddingBank, sample_pool_items
-from retdm.train.checkpoint import load_checkpoint
 from retdm.train.data import TrainingData
-from retdm.train.distributed import gather_equal
 from retdm.train.loop import Batch, StageRun, run_stage
 
 STAGES = ("pretrain", "embed", "finetune")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-
 from retdm.data.archives import is_extracted, safe_extract
 from retdm.data.download import fetch, missing_layout, obtain
 from retdm.data.sources import SOURCES, DatasetSource, SourceFile, describe

@@ -58,8 +58,7 @@ def test_bad_csv_names_line_and_writes_nothing(images, tmp_path, body, match):
 
 def test_truncated_and_fake_images_are_refused_all_listed(tmp_path):
     from click.testing import CliRunner
-
-    from test_dataset import spoil, write_images  # tests/data is on the path (pytest's prepend import mode)
+    from test_images import spoil, write_images  # tests/data is on the path (pytest's prepend import mode)
 
     from retdm.cli import main
 

@@ -12,8 +12,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from retdm.data import transforms
-from retdm.data.dataset import read_image
 from retdm.data.image_cache import ImageCache, build_image_cache, cached_loader, shard_name
+from retdm.data.images import read_image
 from retdm.data.synthetic import make_synthetic
 from retdm.data.table import LabelTable
 from retdm.errors import DataError

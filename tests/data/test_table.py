@@ -6,8 +6,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from retdm.data.table import LabelTable, assign_split, atomic_write, read_label_table, resplit_table, write_label_table
+from retdm.data.split import assign_split
+from retdm.data.table import LabelTable, read_label_table, resplit_table, write_label_table
 from retdm.errors import DataError
+from retdm.files import atomic_write
 
 
 def frame(**changes):
@@ -134,7 +136,7 @@ def test_atomic_write_gives_the_mode_open_would_not_mkstemps(tmp_path):
     """mkstemp's 0600 would hide results and report figures from the group and a web server."""
     import os
 
-    from retdm.data.table import atomic_write
+    from retdm.files import atomic_write
 
     atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
     with open(tmp_path / "b.txt", "w") as handle:  # what a plain open() gives, under this process's umask

@@ -391,7 +391,7 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
     assert (repo / "data/toy/cache/NOT_BUILT.txt").is_file()
     toy = pd.read_parquet(repo / "data/toy/split.parquet")
     assert (toy["split"] == "test").sum() == 50 and [c for c in toy.columns if c.startswith("feat_")][-1] == "feat_7"
-    from retdm.train.checkpoint import load_checkpoint
+    from retdm.checkpoint import load_checkpoint
 
     assert load_checkpoint(repo / "runs/toy/seed0/bce/pretrain/best.pt")["config"]["model"]["backbone"] == "mlp"
     scene = load_checkpoint(repo / "runs/scene/seed0/bce/pretrain/best.pt")

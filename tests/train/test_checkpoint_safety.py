@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from retdm.cli import main
 from retdm.errors import TrainingError
-from retdm.train.checkpoint import load_checkpoint, load_model
+from retdm.checkpoint import load_checkpoint, load_model
 from retdm.train.run import train_method
 
 

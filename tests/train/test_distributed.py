@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from retdm.data.table import read_label_table
-from retdm.train.checkpoint import load_checkpoint
+from retdm.checkpoint import load_checkpoint
 from retdm.errors import ConfigError
-from retdm.train.distributed import World, local_batch_size, shard
+from retdm.distributed import World, local_batch_size, shard
 
 # Differences come only from the order of floating-point sums (gradients averaged across
 # processes, BatchNorm statistics summed per rank): measured ~1e-6 on the losses after 7 epochs.
@@ -80,7 +80,7 @@ def test_only_rank_zero_writes(runs):
 SCRIPT = """
 import torch, torch.distributed as dist
 from torch import nn
-from retdm.train.distributed import gather_shards, shard, session, sync_batchnorm, world
+from retdm.distributed import gather_shards, shard, session, sync_batchnorm, world
 with session() as w:
     n = 10
     mine = torch.arange(n)[list(shard(n, w))]

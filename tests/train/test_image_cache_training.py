@@ -11,7 +11,7 @@ from retdm.data.image_cache import build_image_cache
 from retdm.data.table import read_label_table
 from retdm.errors import DataError
 from retdm.evaluate import evaluate_checkpoint
-from retdm.train.checkpoint import load_checkpoint
+from retdm.checkpoint import load_checkpoint
 from retdm.train.features import export_features
 from retdm.train.run import train_method
 

@@ -12,7 +12,7 @@ from retdm.data.transforms import TransformSpec
 from retdm.errors import ConfigError, TrainingError
 from retdm.neighbours import EmbeddingBank
 from retdm.train import stages
-from retdm.train.checkpoint import build_model, load_checkpoint
+from retdm.checkpoint import build_model, load_checkpoint
 from retdm.train.data import build_training_data
 from retdm.train.run import train_method
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable
@@ -311,7 +311,7 @@ def test_the_embed_step_loss_is_alpha_j_plus_beta_jrec_without_lcls(tiny_table, 
 def test_a_starting_point_from_another_label_table_is_refused_naming_both(tmp_path):
     from retdm.train.stages import starting_point
 
-    from retdm.train.checkpoint import save_checkpoint
+    from retdm.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "best.pt"
     save_checkpoint(ckpt, {"data_sha256": "aaa111", "model": {}, "fingerprint": {}})
@@ -329,7 +329,7 @@ def test_embed_and_finetune_check_the_checkpoint_they_continue(tiny_table, tiny_
     model = build_model(tiny_cfg, table.num_labels)
     data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
                                val_fraction=0.2, k=3, seed=0, cache=True)
-    from retdm.train.checkpoint import save_checkpoint
+    from retdm.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "other.pt"
     save_checkpoint(ckpt, {"data_sha256": "another", "model": model.state_dict(), "fingerprint": {}})

@@ -19,9 +19,9 @@ import torch
 
 from retdm.config import TrainConfig, from_dict
 from retdm.data.dataset import FeatureSpec, preprocessing_from_dict
-from retdm.data.table import atomic_write
 from retdm.data.transforms import TransformSpec
 from retdm.errors import TrainingError
+from retdm.files import atomic_write
 from retdm.models.backbones import build_backbone
 from retdm.models.retdm_net import RETDMNet
 
@@ -58,7 +58,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                             f"give the best.pt or last.pt of a retdm run")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError:
         raise TrainingError(f"{path}: refused: the file holds pickled objects other than tensors and plain "
                             f"data, and loading them could run code; only retdm checkpoints load "
                             f"(retrain, or re-save the weights as a state dict)") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from retdm.errors import ConfigError
-from retdm.models.backbones import FEATURE_BACKBONES
+from retdm.models.backbones.base import FEATURE_BACKBONES
 
 # ---------------------------------------------------------------------------------------------
 # mlp: Φcnn for feature vectors (MULAN datasets)

@@ -1,10 +1,10 @@
-"""Decoding image files (retdm.data.dataset): every image checked, each failure named."""
+"""Decoding image files (retdm.data.images): every image checked, each failure named."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from retdm.data.dataset import decode_image, find_unreadable_images, read_image, unreadable_message
+from retdm.data.images import decode_image, find_unreadable_images, read_image, unreadable_message
 from retdm.errors import DataError
 
 
