@@ -475,14 +475,14 @@ def report(result: dict[str, Any]) -> str:
 def write(result: dict[str, Any], stem: Path) -> None:
     """``stem``.md (the run_all table, then :func:`report`) and ``stem``.parquet (the rows)."""
     import pandas as pd
-    import tables
+    import results_table
 
-    where = f"{tables.machine()}; {result['mode']} mode on {result['device']}"
+    where = f"{results_table.machine()}; {result['mode']} mode on {result['device']}"
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    frame = pd.DataFrame([tables.with_unit(r) for r in rows(result)])
+    frame = pd.DataFrame([results_table.with_unit(r) for r in rows(result)])
     frame["machine"] = where
     frame.to_parquet(stem.with_suffix(".parquet"), index=False)
-    text = tables.markdown(frame, where, when, f"\n```\n{report(result)}\n```\n")
+    text = results_table.markdown(frame, where, when, f"\n```\n{report(result)}\n```\n")
     stem.with_suffix(".md").write_text(text.replace("# Benchmarks", "# Training throughput (bench/gpu.sh)", 1))
 
 

@@ -12,6 +12,8 @@ Runs, in one process on this machine:
 - ``image_check``: decoding every image before training (``find_unreadable_images``, on its
   default threads) against the same check on one thread, a serial decode (the 2,000 scene JPEGs;
   skipped when ``../shared/datasets/miml_scene`` is absent; target >= 1.3x with two cores or more);
+- ``startup``: a pipeline stage that builds no model, started afresh, against importing torch and
+  torchvision (``bench_startup.py``; target <= 2 s);
 - ``step``: one RETDM training step (way 2 from the bank, and exact ``forward``) against one
   BCE step on the same backbone and batch (target ≤ 1.3× with the bank);
 - ``synthetic`` (only with ``--synthetic``, about 25 minutes): BCE, RETDM, RETDM one-way and a
@@ -56,8 +58,9 @@ import bench_cache  # noqa: E402
 import bench_image_check  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_neighbours  # noqa: E402
+import bench_startup  # noqa: E402
 import bench_step  # noqa: E402
-from tables import RATIO_WORDS, machine, markdown, with_unit  # noqa: E402
+from results_table import RATIO_WORDS, machine, markdown, with_unit  # noqa: E402
 
 from retdm.published import machine_info, write_record  # noqa: E402
 from retdm.revision import code_revision  # noqa: E402
@@ -71,6 +74,13 @@ def rows() -> list[dict]:
     s = bench_step.main()
     c = bench_cache.main()
     i = bench_image_check.main()
+    u = bench_startup.main()
+    slow = u["slowest_model_free"]
+    startup = [dict(benchmark="startup", case=f"a stage without a model (slowest: {slow}), median of {u['repeats']}",
+                    measured=f"python -m pipelines.{slow} --help", baseline="python -c 'import torch, torchvision'",
+                    measured_s=u["median_s"][slow], baseline_s=u["baseline_s"],
+                    ratio=u["baseline_s"] / u["median_s"][slow], ratio_kind="speedup",
+                    target=f"<= {bench_startup.TARGET_S:g} s", passed=u["pass"])]
     check = [] if i is None else [dict(
         benchmark="image_check", case=f"scene, {i['n']:,} JPEGs, {i['cores']} usable cores",
         measured=f"find_unreadable_images, {i['workers']} threads", baseline="the same, 1 thread (serial decode)",
@@ -81,7 +91,7 @@ def rows() -> list[dict]:
                   baseline="read_image + resize", measured_s=c["n"] / r["cache_per_s"],
                   baseline_s=c["n"] / r["decode_per_s"], ratio=r["ratio"], ratio_kind="speedup", target=">= 5x",
                   passed=r["pass"]) for size, r in c["sizes"].items()]
-    return cache + check + [
+    return cache + check + startup + [
         dict(benchmark="metrics", case=f"{m['n']:,} x {m['m']} labels", measured="retdm.metrics.evaluate",
              baseline="scikit-learn", measured_s=m["retdm_s"], baseline_s=m["sklearn_s"], ratio=m["ratio"],
              ratio_kind="speedup", target=">= 5x and <= 1 s", passed=m["pass_ratio"] and m["pass_time"]),

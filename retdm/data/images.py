@@ -10,13 +10,15 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
 from retdm.errors import DataError
+
+if TYPE_CHECKING:  # torch only where a tensor is made: the checks and the download stage start without it
+    from torch import Tensor
 from retdm.log import bar
 
 
@@ -27,6 +29,8 @@ def decode_image(path: Path) -> Tensor | str:
         The tensor, or a short reason: ``"does not exist"`` or ``"cannot be decoded (<error>)"``
         (not an image, truncated, corrupt).
     """
+    import torch
+
     image = _decode_rgb(path)
     if isinstance(image, str):
         return image
