@@ -10,15 +10,28 @@ BIN := $(VENV)/bin
 # about 4 s per stage on 2 cores. The first stage writes the cache into .venv; the rest read it.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation fuzz crash
+.PHONY: setup lock browser run test bench bench-all clean scene compare publish-run publish-scene publish-compare mutation fuzz crash
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# The whole environment from requirements.lock: every package at one version, each file checked
+# against its sha256 (pip --require-hashes), so a fresh machine gets byte for byte what the results
+# came from. `make lock` makes it again from the pins of requirements-dev.txt.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed
+
+# requirements.lock (this environment) and infra/requirements-worker.lock (the Docker worker's):
+# resolved by uv from requirements*.txt on PyPI for every platform (--universal: markers say which
+# package where), with the hashes of every file PyPI has for each version. Run after changing a pin.
+UV_COMPILE = $(BIN)/uv pip compile --generate-hashes --universal --python-version 3.11 --no-config -q
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(UV_COMPILE) requirements-dev.txt -o requirements.lock
+	$(UV_COMPILE) requirements.txt infra/requirements-worker.txt -o infra/requirements-worker.lock
 
 # The main job: the whole DVC pipeline on the default params (the embedded `synthetic` dataset):
 # download → split → validate → pretrain → embed → finetune → evaluate → compare. A dvc.lock that

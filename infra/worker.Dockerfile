@@ -33,11 +33,17 @@ RUN apt-get update \
 
 WORKDIR /repo
 
-# Dependencies first, in their own layer: code changes do not reinstall torch.
-COPY requirements.txt /tmp/requirements/requirements.txt
-COPY infra/requirements-worker.txt /tmp/requirements/requirements-worker.txt
-RUN set --; [ -z "$TORCH_INDEX_URL" ] || set -- --extra-index-url "$TORCH_INDEX_URL"; \
-    pip install "$@" -r /tmp/requirements/requirements.txt -r /tmp/requirements/requirements-worker.txt
+# Dependencies first, in their own layer: code changes do not reinstall torch. By default the
+# locked environment (infra/requirements-worker.lock: every package pinned, every file's sha256
+# checked); the CPU-only torch of TORCH_INDEX_URL is another file than the one locked, so that build
+# resolves from the pins of requirements.txt instead.
+COPY requirements.txt infra/requirements-worker.txt infra/requirements-worker.lock /tmp/requirements/
+RUN if [ -z "$TORCH_INDEX_URL" ]; then \
+      pip install --require-hashes -r /tmp/requirements/requirements-worker.lock; \
+    else \
+      pip install --extra-index-url "$TORCH_INDEX_URL" -r /tmp/requirements/requirements.txt \
+        -r /tmp/requirements/requirements-worker.txt; \
+    fi
 
 # The project, editable at /repo: the mounted checkout replaces these files at run time and the
 # installed `retdm` follows it.

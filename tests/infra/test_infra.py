@@ -102,8 +102,8 @@ def deployment_pool() -> str:
 
 
 def pins(path: Path) -> dict[str, str]:
-    """``name==version`` lines of a requirements file, names normalised."""
-    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    """``name==version`` lines of a requirements file, names normalised (options such as ``-r`` left out)."""
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines() if not line.startswith("-")]
     return {re.sub(r"[-_.]+", "-", name).lower(): ver for name, ver in (line.split("==") for line in lines if line)}
 
 
@@ -277,8 +277,9 @@ def test_the_dockerfile_installs_the_pinned_requirements_and_the_project_as_a_no
     for src in copied:
         assert (ROOT / src).exists(), f"worker.Dockerfile copies {src}, which is not in the repository"
     (install,) = [line for line in lines if "-r /tmp/requirements/requirements.txt" in line]
-    assert "-r /tmp/requirements/requirements-worker.txt" in install
-    assert {"requirements.txt", "infra/requirements-worker.txt"} <= copied
+    assert "-r /tmp/requirements/requirements-worker.txt" in install  # the CPU-only torch: the pins
+    assert "pip install --require-hashes -r /tmp/requirements/requirements-worker.lock" in install  # by default
+    assert {"requirements.txt", "infra/requirements-worker.txt", "infra/requirements-worker.lock"} <= copied
     assert any(re.search(r"pip install --no-deps -e /repo\b", line) for line in lines)
     assert any("apt-get install" in line and " git" in line for line in lines)
     (user,) = [line.split()[1] for line in lines if line.startswith("USER ")]
@@ -304,6 +305,27 @@ def test_the_worker_pins_fit_the_pipelines_dvc():
     asked = [Requirement(line) for dist in ("dvc", "dvc-data", "dvc-objects", "scmrepo") for line in requires(dist)]
     specifiers = [req.specifier for req in asked if req.name == "fsspec" and req.marker is None]
     assert specifiers and all(spec.contains(worker["s3fs"]) for spec in specifiers)
+
+
+def locked(path: Path) -> dict[str, tuple[str, int]]:
+    """A lock file's packages: normalised name → (version, how many sha256 hashes it lists)."""
+    entries = re.findall(r"^([A-Za-z0-9][\w.-]*)==([^\s;]+)[^\n]*((?:\n\s+--hash=sha256:[0-9a-f]{64}[^\n]*)*)",
+                         path.read_text(), re.M)
+    return {re.sub(r"[-_.]+", "-", name).lower(): (ver, hashes.count("--hash=sha256:")) for name, ver, hashes in entries}
+
+
+@pytest.mark.parametrize("lock, sources", [
+    ("requirements.lock", ["requirements.txt", "requirements-dev.txt"]),
+    ("infra/requirements-worker.lock", ["requirements.txt", "infra/requirements-worker.txt"]),
+])
+def test_each_lock_holds_every_pin_at_its_version_and_a_hash_for_every_package(lock, sources):
+    packages = locked(ROOT / lock)
+    assert len(packages) > 200  # the whole environment, not only the direct pins
+    wanted = {}
+    for source in sources:
+        wanted.update(pins(ROOT / source))
+    assert {name: packages.get(name, (None,))[0] for name in wanted} == wanted, f"{lock}: run `make lock`"
+    assert [name for name, (_, hashes) in packages.items() if hashes == 0] == []
 
 
 # -- the scripts ------------------------------------------------------------------------------------
