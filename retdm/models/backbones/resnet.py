@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from retdm.models.backbones.base import (
     BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    WEIGHT_URLS,
     Backbone,
     hub_checkpoint_path,
     load_strict,
@@ -47,11 +49,11 @@ class ResNetBackbone(Backbone):
         return self.net.fc(torch.flatten(self.net.avgpool(feats), 1))  # (B, D)
 
 
-def _resnet(arch: Callable[..., tvm.ResNet], weights_enum: tvm.WeightsEnum, *, embed_dim: int,
-            pretrained: bool) -> ResNetBackbone:
-    """Build a ResNet backbone; ``pretrained`` loads ``weights_enum`` from the hub cache."""
-    path = hub_checkpoint_path(weights_enum.url)
-    state = read_state_dict(path, weights_enum.url) if pretrained else None  # fail before building
+def _resnet(arch: Callable[..., tvm.ResNet], name: str, *, embed_dim: int, pretrained: bool) -> ResNetBackbone:
+    """Build the ResNet backbone ``name``; ``pretrained`` loads its ``WEIGHT_URLS`` file from the hub cache."""
+    url = WEIGHT_URLS[name]()
+    path = hub_checkpoint_path(url)
+    state = read_state_dict(path, url, name) if pretrained else None  # fail before building
     net = arch(weights=None)  # weights=None: torchvision must never try to download
     if state is not None:
         load_strict(net, state, path)  # strictly, with the 1000-class fc, before fc is replaced
@@ -63,16 +65,23 @@ def resnet18(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """ResNet-18, fc replaced by Linear(512, embed_dim)."""
     import torchvision.models as tvm
 
-    return _resnet(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, embed_dim=embed_dim,
-                   pretrained=pretrained)
+    return _resnet(tvm.resnet18, "resnet18", embed_dim=embed_dim, pretrained=pretrained)
 
 
 @BACKBONES.register("resnet50")
 def resnet50(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """ResNet-50, fc replaced by Linear(2048, embed_dim)."""
-    # V2 (80.9% top-1) is torchvision's default; pinned here so a torchvision upgrade that
-    # changes DEFAULT cannot silently change which file is expected.
     import torchvision.models as tvm
 
-    return _resnet(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, embed_dim=embed_dim,
-                   pretrained=pretrained)
+    return _resnet(tvm.resnet50, "resnet50", embed_dim=embed_dim, pretrained=pretrained)
+
+
+def _weights(name: str) -> str:
+    import torchvision.models as tvm
+
+    # resnet50: V2 (80.9% top-1) is torchvision's default; pinned here so a torchvision upgrade that
+    # changes DEFAULT cannot silently change which file is expected.
+    return {"resnet18": tvm.ResNet18_Weights.IMAGENET1K_V1, "resnet50": tvm.ResNet50_Weights.IMAGENET1K_V2}[name].url
+
+
+WEIGHT_URLS.update({name: functools.partial(_weights, name) for name in ("resnet18", "resnet50")})

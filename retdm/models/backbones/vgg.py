@@ -12,6 +12,7 @@ from retdm.models.backbones.base import (
     BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    WEIGHT_URLS,
     Backbone,
     hub_checkpoint_path,
     load_strict,
@@ -56,12 +57,12 @@ class VGGBackbone(Backbone):
         return self.classifier(torch.flatten(x, 1))  # (B, D)
 
 
-def _vgg(arch: Callable[..., tvm.VGG], weights_enum: tvm.WeightsEnum, *, embed_dim: int,
-         pretrained: bool) -> VGGBackbone:
-    """Build a VGG backbone; ``pretrained`` loads ``weights_enum`` from the hub cache."""
-    path = hub_checkpoint_path(weights_enum.url)
+def _vgg(arch: Callable[..., tvm.VGG], name: str, *, embed_dim: int, pretrained: bool) -> VGGBackbone:
+    """Build the VGG backbone ``name``; ``pretrained`` loads its ``WEIGHT_URLS`` file from the hub cache."""
+    url = WEIGHT_URLS[name]()
+    path = hub_checkpoint_path(url)
     # Read the file before building, so a missing one fails at once, not after building 138M params.
-    state = read_state_dict(path, weights_enum.url) if pretrained else None
+    state = read_state_dict(path, url, name) if pretrained else None
     vgg = arch(weights=None)  # weights=None: torchvision must never try to download
     if state is not None:
         # The full 1000-class checkpoint goes in strictly before fc7 is resized, so a wrong file
@@ -75,4 +76,13 @@ def vgg16(*, embed_dim: int = 512, pretrained: bool = False) -> Backbone:
     """VGG-16, fc8 dropped, fc7 resized to embed_dim (the paper's Φcnn)."""
     import torchvision.models as tvm
 
-    return _vgg(tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1, embed_dim=embed_dim, pretrained=pretrained)
+    return _vgg(tvm.vgg16, "vgg16", embed_dim=embed_dim, pretrained=pretrained)
+
+
+def _vgg16_weights() -> str:
+    import torchvision.models as tvm
+
+    return tvm.VGG16_Weights.IMAGENET1K_V1.url
+
+
+WEIGHT_URLS["vgg16"] = _vgg16_weights
