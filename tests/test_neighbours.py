@@ -247,3 +247,38 @@ def test_embedding_bank_round_trip():
         EmbeddingBank(5, 3).load_state_dict(bank.state_dict())
     with pytest.raises(ValueError, match="bank state has shape"):  # memory fits, the filled flags do not
         other.load_state_dict({"memory": bank.memory, "filled": bank.filled[:5]})
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("radius", [0, 1, 2, 3, 5])
+def test_candidate_blocks_hold_every_pair_within_the_radius_and_only_prefix_filter_pairs(seed, radius):
+    """The filtered pass's pruning (``_candidate_blocks``): complete, and no looser than its filter.
+
+    A pair of cardinalities (ci, cj) within Hamming ``radius`` shares t = ceil((ci + cj - radius) / 2)
+    labels, so both hold a shared label among their (card - t + 1) rarest (t <= 0: any pair qualifies).
+    """
+    from retdm.neighbours import _candidate_blocks
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(4, 13))
+    sets = np.unique((rng.random((int(rng.integers(20, 120)), m)) < rng.uniform(0.1, 0.6)).astype(np.uint8), axis=0)
+    queries = sets[rng.permutation(len(sets))[: max(1, len(sets) // 2)]]
+    rank = np.empty(m, np.int64)
+    rank[np.argsort(sets.sum(0), kind="stable")] = np.arange(m)  # the rarity order, rarest first
+    yielded = set()
+    for rows, cols in _candidate_blocks(queries, sets, radius):
+        for i in rows:
+            for j in cols:
+                q, s = queries[i], sets[j]
+                ci, cj = int(q.sum()), int(s.sum())
+                t = -(-(ci + cj - radius) // 2)
+                assert abs(ci - cj) <= radius, (ci, cj)
+                if t > 0:
+                    prefix_q, prefix_s = rank[q == 1] <= np.sort(rank[q == 1])[ci - t], \
+                        rank[s == 1] <= np.sort(rank[s == 1])[cj - t]
+                    shared_q = set(np.flatnonzero(q)[prefix_q]) & set(np.flatnonzero(s)[prefix_s])
+                    assert shared_q, f"pair {q} {s} shares no label within both prefixes (t = {t})"
+                yielded.add((int(i), int(j)))
+    within = {(i, j) for i in range(len(queries)) for j in range(len(sets))
+              if int((queries[i] != sets[j]).sum()) <= radius}
+    assert within <= yielded, f"missed {sorted(within - yielded)[:5]}"

@@ -351,3 +351,22 @@ def test_a_two_way_step_before_draw_pools_is_refused(tiny_table, tiny_cfg):
     with pytest.raises(TrainingError, match=r"^Objective\.draw_pools\(seed\) must run before each epoch of a "
                                             r"two-way stage$"):
         objective(batch, True)
+
+
+@pytest.mark.parametrize("alpha, beta, center, has_centers, extra", [
+    (0.0, 0.0, 0.0, False, set()),                            # BCE: the pretrain and the bce_ft control
+    (1.0, 0.0, 0.0, False, {"label_net"}),                    # the metric term reaches Φy
+    (0.0, 1.0, 0.0, False, {"label_net", "reconstructor"}),   # Jrec = MSE(Φrec(f_y), y)
+    (1.0, 1.0, 0.0, False, {"label_net", "reconstructor"}),   # RETDM
+    (0.0, 0.0, 1.0, True, {"centers"}),                       # center_loss
+    (0.0, 0.0, 1.0, False, set()),                            # no centers to train
+    (0.0, 0.0, 0.0, True, set()),                             # centers kept but weighted 0
+])
+def test_the_objective_trains_exactly_the_parts_its_loss_reaches(alpha, beta, center, has_centers, extra):
+    from retdm.config import LossConfig
+
+    objective = Objective(None, None, LossConfig(alpha=alpha, beta=beta, center=center), 1.0, None,
+                          centers=object() if has_centers else None)
+    used = objective.used_modules()
+    assert used == {"backbone", "classifier"} | extra
+    assert used <= set(TRAINABLE["finetune"]) | {"centers"}  # names the trainer can find
