@@ -370,3 +370,49 @@ def test_the_objective_trains_exactly_the_parts_its_loss_reaches(alpha, beta, ce
     used = objective.used_modules()
     assert used == {"backbone", "classifier"} | extra
     assert used <= set(TRAINABLE["finetune"]) | {"centers"}  # names the trainer can find
+
+
+def test_pool_draws_are_float64_and_a_function_of_the_epoch_seed_alone():
+    """The way-2 pool images of an epoch come from the seed only (not from torch's global stream, which
+    the batch order and the process count move), in float64 so that a draw picks the same pool item
+    at any pool size."""
+    from types import SimpleNamespace
+
+    from retdm.config import LossConfig
+
+    data = SimpleNamespace(fit_nbr=SimpleNamespace(index=torch.zeros((7, 3), dtype=torch.int64)), fit=range(7),
+                           val=range(4))
+    objective = Objective(None, data, LossConfig(), 1.0, None)
+    objective.draw_pools(5)
+    first = {part: d.clone() for part, d in objective.draws.items()}
+    assert first[True].shape == (7, 3) and first[False].shape == (4, 3)
+    assert first[True].dtype == first[False].dtype == torch.float64
+    torch.rand(100)  # the global stream moves on: the draws must not
+    objective.draw_pools(5)
+    assert all(torch.equal(objective.draws[p], first[p]) for p in (True, False))
+    objective.draw_pools(6)
+    assert not torch.equal(objective.draws[True], first[True])
+
+
+def test_the_center_loss_baseline_adds_its_weighted_center_term_and_only_with_centers(tiny_table, tiny_cfg):
+    """L = w_cls·Lcls + λc·Lcenter for ``center_loss`` (its centers given); no center term without them
+    or at weight 0."""
+    from retdm.config import LossConfig
+    from retdm.losses.center import CenterLossCenters, multilabel_center_loss
+
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels).train()
+    centers = CenterLossCenters(table.num_labels, tiny_cfg.model.embed_dim, seed=0)
+    images = torch.randn(6, 3, 32, 32)
+    labels = torch.from_numpy(table.labels()[:6]).float()
+    batch = (images, labels, torch.arange(6))
+    loss, parts, _ = Objective(model, None, LossConfig(alpha=0.0, beta=0.0, center=0.25), 0.5, None, centers)(batch, True)
+    with torch.no_grad():
+        expected = multilabel_center_loss(model.backbone(images), labels, centers.centers)
+    assert parts["center"] > 0
+    torch.testing.assert_close(parts["center"], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.detach(), 0.5 * parts["cls"] + 0.25 * parts["center"], rtol=1e-5, atol=1e-6)
+    for weight, given in ((0.25, None), (0.0, centers)):
+        _, parts, _ = Objective(model, None, LossConfig(alpha=0.0, beta=0.0, center=weight), 0.5, None, given)(batch, True)
+        assert "center" not in parts
