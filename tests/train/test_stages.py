@@ -405,7 +405,7 @@ def test_the_center_loss_baseline_adds_its_weighted_center_term_and_only_with_ce
     model = build_model(tiny_cfg, table.num_labels).train()
     centers = CenterLossCenters(table.num_labels, tiny_cfg.model.embed_dim, seed=0)
     images = torch.randn(6, 3, 32, 32)
-    labels = torch.from_numpy(table.labels()[:6]).float()
+    labels = torch.tensor(table.labels()[:6], dtype=torch.float32)
     batch = (images, labels, torch.arange(6))
     loss, parts, _ = Objective(model, None, LossConfig(alpha=0.0, beta=0.0, center=0.25), 0.5, None, centers)(batch, True)
     with torch.no_grad():
