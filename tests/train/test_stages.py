@@ -131,8 +131,12 @@ def test_deep_baselines_continue_the_bce_model_with_their_own_loss(tiny_table, t
     ckpt = load_checkpoint(best)
     assert ckpt["config"]["loss"]["alpha"] == 0.0
     if method == "center_loss":
+        from retdm.losses.center import CenterLossCenters
+
         centers = ckpt["extra"]["centers"]["centers"]
         assert centers.shape == (10, tiny_cfg.model.embed_dim)
+        start = CenterLossCenters(10, tiny_cfg.model.embed_dim, seed=tiny_cfg.seed).centers.detach()
+        assert not torch.allclose(centers, start)  # the centers train with the network
 
 
 def test_asl_is_bce_scaled_when_it_has_no_focusing_or_clip():
