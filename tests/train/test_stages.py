@@ -420,3 +420,13 @@ def test_the_center_loss_baseline_adds_its_weighted_center_term_and_only_with_ce
     for weight, given in ((0.25, None), (0.0, centers)):
         _, parts, _ = Objective(model, None, LossConfig(alpha=0.0, beta=0.0, center=weight), 0.5, None, given)(batch, True)
         assert "center" not in parts
+
+
+def test_the_pretrain_loss_is_the_bce_alone_at_weight_one(tiny_table, tiny_cfg, tmp_path):
+    """The BCE baseline (and every method's starting point) minimises Lcls alone: its logged loss is its
+    classification term, and no other term is logged."""
+    train_method(tiny_table, tmp_path, tiny_cfg, "bce", progress=False)
+    history = pd.read_csv(tmp_path / "bce/pretrain/epochs.csv")
+    terms = {c.removeprefix("train_") for c in history if c.startswith("train_")}
+    assert terms == {"loss", "cls"}, terms
+    assert history["train_loss"].tolist() == pytest.approx(history["train_cls"].tolist(), rel=1e-6)
