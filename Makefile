@@ -34,8 +34,9 @@ lock:
 	$(UV_COMPILE) requirements.txt infra/requirements-worker.txt -o infra/requirements-worker.lock
 
 # The main job: the whole DVC pipeline on the default params (the embedded `synthetic` dataset):
-# download → split → validate → pretrain → embed → finetune → evaluate → compare. A dvc.lock that
-# a killed run cut short is first set aside (pipelines/lockfile.py), so that the run goes on.
+# download → split → validate → pretrain → embed → finetune → evaluate → compare. A dvc.lock or
+# .dvc/tmp/rwlock that a killed run cut short is first set aside (pipelines/lockfile.py), so that the
+# run goes on.
 run: setup
 	@start=$$(date +%s); $(BIN)/python -m pipelines.lockfile && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro && \
 	echo $$(( $$(date +%s) - start )) > results/run.seconds

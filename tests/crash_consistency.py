@@ -18,10 +18,11 @@ whether DVC had a child process at that moment: ``command`` (the stage's command
 checking the next stage). The killed run's entries stay in ``.dvc/tmp/rwlock``; the rerun goes
 past them, as DVC drops the entries of dead pids itself.
 
-One window is DVC's, not ours: it rewrites ``dvc.lock`` in place (truncate, then write), so a kill
-inside that rewrite leaves it empty or cut short; empty (or cut mid-entry), a plain ``dvc repro``
-stops with "'./dvc.lock' validation failed". Every run here therefore starts as ``make run``
-does, with ``python -m pipelines.lockfile``, which sets such a file aside: the run-cache then
+Two windows are DVC's, not ours: it rewrites ``dvc.lock`` and ``.dvc/tmp/rwlock`` in place
+(truncate, then write), so a kill inside either rewrite leaves the file empty or cut short, and a
+plain ``dvc repro`` then stops ("'./dvc.lock' validation failed", "Unable to read RWLock-file").
+Every run here therefore starts as ``make run`` does, with ``python -m pipelines.lockfile``,
+which sets such a file aside: the run-cache then
 restores every finished stage without running it, ``compare`` and ``report`` (outputs outside the
 cache) run again, and the result must still be the reference's. Should a rerun fail all the same,
 it is recorded as such, then ``rm dvc.lock && dvc repro`` is tried and checked too.
@@ -95,7 +96,7 @@ class Kill:
 
 def start_repro(repo: Path, log: Path) -> subprocess.Popen:
     """``dvc repro`` in ``repo`` as ``make run`` runs it (after ``pipelines.lockfile``, which sets aside a
-    ``dvc.lock`` that a kill cut short), as the leader of a new process group, its output unbuffered into ``log``."""
+    ``dvc.lock`` or ``.dvc/tmp/rwlock`` that a kill cut short), as the leader of a new process group, its output unbuffered into ``log``."""
     with open(log, "ab") as out:
         return subprocess.Popen(["sh", "-c", "python -m pipelines.lockfile && exec dvc repro"], cwd=repo,
                                 env={**run_env(), "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
