@@ -430,3 +430,22 @@ def test_the_pretrain_loss_is_the_bce_alone_at_weight_one(tiny_table, tiny_cfg, 
     terms = {c.removeprefix("train_") for c in history if c.startswith("train_")}
     assert terms == {"loss", "cls"}, terms
     assert history["train_loss"].tolist() == pytest.approx(history["train_cls"].tolist(), rel=1e-6)
+
+
+def test_the_seed_decides_the_data_order(tiny_table, tiny_cfg, tmp_path):
+    """The same network trained under two seeds: different weights (the batches and the crops follow
+    cfg.seed); under one seed, the same (test_identical_runs_write_byte_identical_outputs)."""
+    import copy
+
+    table = read_label_table(tiny_table)
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg, table.num_labels)
+    data = build_training_data(table, TransformSpec(32, 36, model.backbone.mean, model.backbone.std),
+                               val_fraction=0.2, k=tiny_cfg.loss.k, seed=0, cache=True)
+    found = {}
+    for seed in (0, 1):
+        cfg = dataclasses.replace(tiny_cfg, seed=seed)
+        best = stages.pretrain(copy.deepcopy(model), data, cfg, tmp_path / str(seed), {}, device=torch.device("cpu"),
+                               progress=False)
+        found[seed] = weights(best)
+    assert not all(torch.equal(found[0][k], found[1][k]) for k in found[0])
