@@ -260,3 +260,33 @@ def test_per_class_thresholds():
         assert got[key] == evaluate(y, s)[key]
     with pytest.raises(ValueError, match=rf"a number or an array of shape \({m},\), one per class, got shape \(3,\)"):
         evaluate(y, s, threshold=np.full(3, 0.5))
+
+
+def test_input_errors_name_the_offending_value_and_class():
+    with pytest.raises(ValueError, match=r"got the value (np\.int64\()?2\b"):  # the value that is not 0/1
+        evaluate(np.array([[0, 1, 2], [1, 0, 1]]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"got the value (np\.int64\()?-1\b"):
+        evaluate(np.array([[1, 0], [0, -1]]), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"NaN at class 2$"):  # the first class whose threshold is NaN
+        evaluate(np.eye(3), np.eye(3), threshold=np.array([0.5, 0.5, np.nan]))
+    with pytest.raises(ValueError, match=r"NaN at class 0$"):
+        evaluate(np.eye(3), np.eye(3), threshold=np.array([np.nan, 0.5, np.nan]))
+    with pytest.raises(ValueError, match="N, M >= 1"):
+        evaluate(np.zeros((0, 3)), np.zeros((0, 3)))
+
+
+def test_one_item_one_label_is_a_valid_input():
+    got = evaluate(np.array([[1]]), np.array([[0.9]]))
+    assert got["mAP"] == 1.0 and got["hamming_loss"] == 0.0
+
+
+def test_a_class_with_a_single_positive_has_its_ap():
+    """A class with one positive item has an AP (sklearn's); only a class with none has NaN."""
+    from retdm.metrics import average_precision_per_class
+
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0]])
+    s = np.array([[0.2, 0.1, 0.3], [0.9, 0.8, 0.1], [0.1, 0.7, 0.2], [0.5, 0.2, 0.4], [0.3, 0.6, 0.9]])
+    ap = average_precision_per_class(y, s)
+    assert ap[0] == pytest.approx(skm.average_precision_score(y[:, 0], s[:, 0]), abs=TOL) and ap[0] < 1
+    assert ap[1] == pytest.approx(skm.average_precision_score(y[:, 1], s[:, 1]), abs=TOL)
+    assert np.isnan(ap[2])
