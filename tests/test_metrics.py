@@ -290,3 +290,10 @@ def test_a_class_with_a_single_positive_has_its_ap():
     assert ap[0] == pytest.approx(skm.average_precision_score(y[:, 0], s[:, 0]), abs=TOL) and ap[0] < 1
     assert ap[1] == pytest.approx(skm.average_precision_score(y[:, 1], s[:, 1]), abs=TOL)
     assert np.isnan(ap[2])
+
+
+def test_map_averages_every_class_with_a_positive_even_a_single_one():
+    y = np.array([[1, 0], [0, 1], [0, 1], [0, 0]])
+    s = np.array([[0.2, 0.9], [0.9, 0.8], [0.1, 0.7], [0.5, 0.2]])
+    aps = [skm.average_precision_score(y[:, j], s[:, j]) for j in range(2)]
+    assert evaluate(y, s)["mAP"] == pytest.approx(np.mean(aps), abs=TOL) and aps[0] < 1
