@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="the run's wall time, recorded")
     parser.add_argument("--commit", help="the commit that ran (default: HEAD)")
     parser.add_argument("--record", action="store_true", help="write results/published/mutation.json")
+    parser.add_argument("--command", default="make mutation", help="how the run was made, recorded")
     args = parser.parse_args(argv)
 
     statuses = mutant_statuses(args.mutmut)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         commit = args.commit or code_revision()
         modules = sorted({re.match(r"(.*?)\.x[_ǁ]", name)[1] for name in statuses})
         write_record({
-            "name": "mutation", "command": "make mutation", "commit": commit, "machine": machine_info(),
+            "name": "mutation", "command": args.command, "commit": commit, "machine": machine_info(),
             "wall_seconds": None if args.seconds is None else round(args.seconds), "counts": counts,
             "checks": [{"what": f"mutants of {', '.join(f'`{m}`' for m in modules)} killed by the test suite",
                         "result": f"{caught:,} of {len(statuses):,} ({100 * score:.1f} %)",
