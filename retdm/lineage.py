@@ -1,7 +1,7 @@
 """Lineage: which data, split, validation, model, params and code produced each result row.
 
 Joins two records: the provenance every result Parquet carries in its file metadata (written by
-:func:`retdm.evaluate.write_parquet`: checkpoint and label-table sha256, config, code revision),
+:func:`retdm.provenance.write_parquet`: checkpoint and label-table sha256, config, code revision),
 and the pipeline's ``dvc.lock`` (the hash of every stage's inputs and outputs and the params it
 ran with). Reads ``dvc.lock`` as YAML; DVC itself is not needed.
 """
