@@ -62,6 +62,27 @@ def forward_images(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDat
     return tuple(distributed.gather_shards(torch.cat(x)).cpu().numpy() for x in (embeddings, scores))
 
 
+def fitted_estimator(checkpoint: str | os.PathLike, record: dict) -> tuple[Any, LabelTable]:
+    """The estimator of a ``fit`` checkpoint's ``record`` and the whole feature table it was fitted on.
+
+    Raises:
+        DataError: the feature table is missing or changed since the fit.
+    """
+    features = record["data_path"]
+    if not Path(features).is_file() or file_sha256(features) != record["data_sha256"]:
+        raise DataError(f"{features}: missing or changed since {checkpoint} was fitted on it; "
+                        f"re-run the features and fit stages")
+    estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
+    return estimator, read_label_table(features)
+
+
+def estimator_predict(estimator: Any, part: LabelTable) -> np.ndarray:
+    """(N, M) scores of an estimator on the feature rows of ``part``, on one thread (small tensors:
+    see torch_threads; also the same bits on every machine)."""
+    with torch_threads(1):
+        return estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))
+
+
 def estimator_scores(checkpoint: str | os.PathLike, split: str = "test") -> tuple[np.ndarray, LabelTable, dict]:
     """Scores of a fitted estimator on ``split`` of the feature table it was fitted on.
 
@@ -72,15 +93,9 @@ def estimator_scores(checkpoint: str | os.PathLike, split: str = "test") -> tupl
         DataError: the feature table changed since the fit.
     """
     record = load_checkpoint(checkpoint)
-    features = record["data_path"]
-    if not Path(features).is_file() or file_sha256(features) != record["data_sha256"]:
-        raise DataError(f"{features}: missing or changed since {checkpoint} was fitted on it; "
-                        f"re-run the features and fit stages")
-    estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
-    part = read_label_table(features).split(split)
-    with torch_threads(1):
-        scores = estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))  # (N, M)
-    return scores, part, record
+    estimator, features = fitted_estimator(checkpoint, record)
+    part = features.split(split)
+    return estimator_predict(estimator, part), part, record
 
 
 def predict_scores(model: RETDMNet, dataset: LabelTableDataset | FeatureTableDataset, **kwargs: Any) -> np.ndarray:

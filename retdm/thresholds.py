@@ -37,8 +37,7 @@ from retdm.data.split import split_validation
 from retdm.data.table import LabelTable, ignore_mask, read_label_table
 from retdm.errors import DataError
 from retdm.files import atomic_write
-from retdm.hardware import torch_threads
-from retdm.inference import check_trained_labels, final_checkpoint, score_table
+from retdm.inference import check_trained_labels, estimator_predict, final_checkpoint, fitted_estimator, score_table
 from retdm.methods import METHODS
 from retdm.provenance import file_sha256
 from retdm.revision import code_revision
@@ -215,21 +214,14 @@ def score_validation(runs_dir: str | os.PathLike, method: str, table_path: str |
 def _estimator_validation(checkpoint: Path, record: dict[str, Any], table: LabelTable, table_path: str | os.PathLike,
                           table_sha: str, seed: int, val_fraction: float) -> tuple[np.ndarray, LabelTable]:
     """A fitted estimator's (N, M) scores on the validation rows of its feature table, and those rows."""
-    features = Path(record["data_path"])
-    if not features.is_file() or file_sha256(features) != record["data_sha256"]:
-        raise DataError(f"{features}: missing or changed since {checkpoint} was fitted on it; "
-                        f"re-run the features and fit stages")
-    feature_table = read_label_table(features)
+    estimator, feature_table = fitted_estimator(checkpoint, record)
     if json.loads(feature_table.source or "{}").get("table_sha256") != table_sha:
-        raise DataError(f"{features}: exported from another label table than {table_path}; pass the table the run "
-                        f"trained on, or re-run the features and fit stages")
+        raise DataError(f"{record['data_path']}: exported from another label table than {table_path}; pass the "
+                        f"table the run trained on, or re-run the features and fit stages")
     part = validation_part(feature_table, seed, val_fraction)
     expected = validation_part(table, seed, val_fraction)
     assert np.array_equal(part.frame["image_id"].to_numpy(), expected.frame["image_id"].to_numpy())
-    estimator = METHODS.get(record["method"]).estimator_class().from_state(record["estimator"])
-    with torch_threads(1):  # as retdm.inference.estimator_scores: the same bits on every machine
-        scores = estimator.predict_scores(part.frame[part.feature_columns].to_numpy(np.float32))  # (N, M)
-    return np.asarray(scores, dtype=np.float32), expected
+    return np.asarray(estimator_predict(estimator, part), dtype=np.float32), expected  # (N, M)
 
 
 def validation_scores(runs_dir: str | os.PathLike, method: str, table_path: str | os.PathLike,
