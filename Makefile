@@ -87,7 +87,7 @@ clean:
 	rm -rf data runs results reports
 
 # Mutation testing of the core (mutmut, configured in pyproject.toml's [tool.mutmut]): every mutant of
-# retdm/losses/, metrics, neighbours, train/stages and shallow/mlknn against the tests that reach
+# retdm/losses/, metrics, neighbours, train/stages and shallow/base + mlknn against the tests that reach
 # it, from scratch (mutants/ is removed first: mutmut does not notice changed tests), then the
 # score, checked against the survivors explained in tests/mutation_survivors.md and recorded in
 # results/published/mutation.json (tests/mutation_score.py). About two hours on 2 idle cores.

@@ -9,31 +9,44 @@ the short moments when two of them touch ``dvc.lock``. A failed stage is retried
 failures), then fails the flow and everything downstream of it.
 
 How many stages run at once follows from the threads each stage computes with (``train.threads``
-in params.yaml, a method's or dataset's own ``threads``; 0: all cores, so one stage at a time):
-as many as fit the cores, counting for each stage only the stages that can run beside it (not
-upstream or downstream of it; ``pipelines.schedule``). Running more would only make the stages
-fight over the cores, and the threads cannot be lowered behind the user's back: the last bits
-of a trained model depend on them, and ``dvc.lock`` must end as after ``dvc repro``. On 16
+in params.yaml, a method's or dataset's own ``threads``; 0: all cores): a Prefect global
+concurrency limit, ``retdm-cores-<host>``, holds as many slots as this machine has cores, and
+each stage holds as many of them as it has threads (``pipelines.schedule.threads_of_stage``)
+while DVC runs it. Two flows on one machine share the limit. Running more would only make the
+stages fight over the cores, and the threads cannot be lowered behind the user's back: the last
+bits of a trained model depend on them, and ``dvc.lock`` must end as after ``dvc repro``. On 16
 cores, ``train: {threads: 4}`` runs four stages at once; ``methods: {bce: {threads: 0}}`` beside
-it gives the pretrain, which every other training waits for and so runs alone, all 16.
+it gives the pretrain, which every other training waits for and so runs alone, all 16. The task
+runner gets as many workers as the stages can use at once (``pipelines.schedule.parallel_stages``:
+counting for each stage only those that can run beside it), so a free worker seldom waits for a
+slot. A waiting stage asks again within the server's setting
+``PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS`` (Prefect's default: 30 s;
+2 s on the temporary server of ``python -m pipelines.flows`` and in infra/docker-compose.yml).
 
-Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--profile cpu]
-[--runner dask --workers 2] [--remote /path/or/name]`` (``--help`` explains each);
-a deployment with a nightly schedule is declared in ``infra/prefect.yaml``.
+Whether a stage ran comes from DVC: ``dvc status --json <stage>`` before it (after a pull); a
+stage it finds up to date is not run again.
 
-Runners (``--runner``):
+Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--runner dask
+--workers 2] [--remote /path/or/name]`` (``--help`` explains each); a deployment with a nightly
+schedule, which first pulls the checkout's branch, is declared in ``infra/prefect.yaml``. The flow
+runs what params.yaml says and never edits it: another profile is a commit (or a branch the
+deployment pulls), or ``dvc exp run -S profile=…`` by hand.
+
+Runners (``--runner``); either way the stages run in a nested flow, ``reproduce-stages``, on
+that runner:
 
 - ``threads`` (default): the stages run from threads of this process, at most ``--workers`` at
   once (default as above; ``--workers 1`` runs one stage at a time, the benchmark's baseline).
-- ``dask``: every stage runs on a Dask worker (``prefect-dask``), in a nested flow
-  ``reproduce-stages``. Without ``--dask-address``, on a local cluster of ``--workers``
-  processes with one thread each, so at most ``--workers`` stages at once; Dask starts each
-  stage as soon as its upstream stages are done and a worker is free. With ``--dask-address``,
-  on the workers of a running ``dask scheduler`` (start them with ``dask worker <address>
-  --nthreads 1``). The worker processes talk to the flow's Prefect API: the temporary local
-  server listens on 127.0.0.1 only, so workers on other machines need a Prefect server they can
-  reach (``PREFECT_API_URL``). Dask starts local workers with ``spawn``: a script that calls
-  ``reproduce(runner="dask")`` must do so under ``if __name__ == "__main__":``.
+- ``dask``: every stage runs on a Dask worker (``prefect-dask``). Without ``--dask-address``,
+  on a local cluster of ``--workers`` processes with one thread each, so at most ``--workers``
+  stages at once; Dask starts each stage as soon as its upstream stages are done and a worker
+  is free. With ``--dask-address``, on the workers of a running ``dask scheduler`` (start them
+  with ``dask worker <address> --nthreads 1``), and the cores limit is not used: the workers,
+  on machines of their own, are the bound. The worker processes talk to the flow's Prefect
+  API: the temporary local server listens on 127.0.0.1 only, so workers on other machines need
+  a Prefect server they can reach (``PREFECT_API_URL``). Dask starts local workers with
+  ``spawn``: a script that calls ``reproduce(runner="dask")`` must do so under ``if __name__ ==
+  "__main__":``.
 
 What is distributed, honestly: a Dask worker runs ``dvc repro --single-item <stage>`` *in this
 checkout*. DVC keeps the lineage in the checkout's one ``dvc.lock`` (written under DVC's
@@ -64,7 +77,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -72,7 +87,9 @@ from typing import Any
 
 import yaml
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -93,7 +110,7 @@ from pipelines.runners import (
     stage_environment,
     where_running,
 )
-from pipelines.schedule import parallel_stages, run_order, select, stage_graph
+from pipelines.schedule import parallel_stages, run_order, select, stage_graph, threads_of_stage
 from retdm.errors import ConfigError
 
 TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
@@ -135,8 +152,10 @@ def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, lis
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
 def run_stage(stage: str, root: str, remote: str | None = None, restorable: list[str] | None = None,
-              flow_env: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """``dvc repro --single-item <stage>``: DVC runs the stage if it is out of date and locks it.
+              flow_env: dict[str, str | None] | None = None, threads: int = 1,
+              cores_limit: str | None = None) -> dict[str, Any]:
+    """``dvc repro --single-item <stage>`` when ``dvc status`` finds it out of date; DVC runs it
+    and locks it.
 
     Args:
         stage: the DVC stage name.
@@ -147,62 +166,92 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
             started (what a pull can restore), else empty.
         flow_env: the flow process's values of ``NANNY_VARIABLES`` (thread counts, malloc trim)
             for the stage's command, or None to inherit this process's.
+        threads: the slots of ``cores_limit`` the stage holds while it runs (its CPU threads).
+        cores_limit: the name of the global concurrency limit of this machine's cores, or None
+            for no limit.
 
     Returns:
-        ``{"stage", "ran", "seconds", "started", "worker", "pulled"}``: whether DVC re-ran it, the
-        task's wall time and start (epoch seconds), where it ran, and whether it pulled first.
+        ``{"stage", "ran", "seconds", "started", "held", "worker", "pulled"}``: whether DVC ran it
+        (it was out of date), the task's wall time and start (epoch seconds), when it held its
+        slots and ran (``[start, end]``, epoch seconds; None when it did not run), where it ran,
+        and whether it pulled first.
     """
     start, started = time.perf_counter(), time.time()
     env = stage_environment(flow_env)
     pulled = bool(remote and restorable and not all((Path(root) / p).exists() for p in restorable))
     if pulled:  # a pull that finds nothing leaves the outputs missing, and repro recomputes them
-        code, tail = run_dvc(root, env, "pull", "--allow-missing", "-r", remote, stage)
+        dvc_or_fail(root, env, f"dvc pull of stage {stage} from remote {remote!r}",
+                    "pull", "--allow-missing", "-r", remote, stage)
+    ran, held = stage_out_of_date(root, env, stage), None
+    if ran:
+        with concurrency(cores_limit, occupy=threads, strict=True) if cores_limit else contextlib.nullcontext():
+            held = [time.time()]
+            code, tail = run_dvc(root, env, "repro", "--single-item", stage)
+            held.append(time.time())
         if code:
-            raise RuntimeError(f"dvc pull of stage {stage} from remote {remote!r} failed (exit {code}):\n"
-                               + "\n".join(tail))
-    code, tail = run_dvc(root, env, "repro", "--single-item", stage)
-    if code:
-        bad_input = any(line.startswith("error: ") for line in tail)
-        raise (StageInputError if bad_input else RuntimeError)(
-            f"stage {stage} failed (exit {code}):\n" + "\n".join(tail))
-    ran = not any("didn't change, skipping" in line for line in tail)
+            bad_input = any(line.startswith("error: ") for line in tail)
+            raise (StageInputError if bad_input else RuntimeError)(
+                f"stage {stage} failed (exit {code}):\n" + "\n".join(tail))
     if remote:
-        code, push = run_dvc(root, env, "push", "-r", remote, stage)
-        if code:
-            raise RuntimeError(f"dvc push of stage {stage} to remote {remote!r} failed (exit {code}):\n"
-                               + "\n".join(push))
+        dvc_or_fail(root, env, f"dvc push of stage {stage} to remote {remote!r}", "push", "-r", remote, stage)
     return {"stage": stage, "ran": ran, "seconds": time.perf_counter() - start, "started": started,
-            "worker": where_running(), "pulled": pulled}
+            "held": held, "worker": where_running(), "pulled": pulled}
 
 
-def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, lanes: int | None,
-                  remote: str | None, restorable: dict[str, list[str]], on_dask: bool = False) -> list[dict[str, Any]]:
+def dvc_or_fail(root: str, env: dict[str, str] | None, what: str, *args: str) -> list[str]:
+    """``run_dvc``; its last lines, or RuntimeError naming ``what`` failed with them."""
+    code, tail = run_dvc(root, env, *args)
+    if code:
+        raise RuntimeError(f"{what} failed (exit {code}):\n" + "\n".join(tail))
+    return tail
+
+
+def stage_out_of_date(root: str, env: dict[str, str] | None, stage: str) -> bool:
+    """Whether ``dvc status --json <stage>`` reports the stage changed (deps, params, outs or
+    command); ``{}`` when it is up to date."""
+    tail = dvc_or_fail(root, env, f"dvc status of stage {stage}", "status", "--json", stage)
+    report = next((line for line in reversed(tail) if line.startswith("{")), None)
+    if report is None:
+        raise RuntimeError(f"dvc status --json {stage} printed no JSON:\n" + "\n".join(tail))
+    return bool(json.loads(report))
+
+
+def machine_cores_limit(cores: int) -> str:
+    """The global concurrency limit of this machine's ``cores``, created (or resized) on the
+    flow's Prefect server; its name, ``retdm-cores-<host>``."""
+    name = f"retdm-cores-{socket.gethostname()}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, cores)
+    return name
+
+
+def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, remote: str | None,
+                  restorable: dict[str, list[str]], threads: dict[str, int], cores_limit: str | None,
+                  on_dask: bool = False) -> list[dict[str, Any]]:
     """Submit one ``run_stage`` per stage (in ``run_order``) to the current flow's task runner,
-    each waiting for its upstream stages and, with ``lanes``, for the stage submitted ``lanes``
-    earlier (round-robin lanes: at most ``lanes`` at once); ``on_dask``, each with a Dask priority
-    by that order (which stage a free worker takes); wait for all. Returns their results in that
-    order (upstream first)."""
+    each waiting for its upstream stages and holding ``threads[stage]`` slots of ``cores_limit``
+    while it runs; ``on_dask``, each with a Dask priority by that order (which stage a free
+    worker takes); wait for all. Returns their results in that order (upstream first)."""
     flow_env = {key: os.environ.get(key) for key in NANNY_VARIABLES}
     futures: dict[str, PrefectFuture] = {}
     for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
-        after = [futures[d] for d in graph[name] if d in futures]
-        if lanes and i >= lanes:
-            after.append(futures[stages[i - lanes]])
         with dask_priority(len(stages) - i) if on_dask else contextlib.nullcontext():
             futures[name] = run_stage.submit(name, str(root), remote, restorable.get(name, []), flow_env,
-                                             wait_for=after)
+                                             threads[name], cores_limit,
+                                             wait_for=[futures[d] for d in graph[name] if d in futures])
     return [futures[name].result() for name in stages]
 
 
 @flow(name="reproduce-stages", log_prints=True)
 def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, remote: str | None,
-                     restorable: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The stages on the task runner this flow is given (``with_options``): Dask schedules them,
-    as their upstream stages finish and workers free up."""
+                     restorable: dict[str, list[str]], threads: dict[str, int], cores_limit: str | None,
+                     on_dask: bool) -> list[dict[str, Any]]:
+    """The stages on the task runner this flow is given (``with_options``): as their upstream
+    stages finish, a worker is free and their slots of the cores limit are."""
     # Task runs on Dask workers report to this flow's Prefect API; without this, a worker process
     # with no PREFECT_API_URL would start a temporary server of its own.
     with temporary_settings(updates={PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}):
-        return submit_stages(stages, graph, Path(root), None, remote, restorable, on_dask=True)
+        return submit_stages(stages, graph, Path(root), remote, restorable, threads, cores_limit, on_dask)
 
 
 def publish(root: Path) -> None:
@@ -216,33 +265,33 @@ def publish(root: Path) -> None:
                              description="reports/comparison.md")
     page = (root / "reports" / "index.html").resolve()
     if page.is_file():
-        create_markdown_artifact(f"The report: [{page}](file://{page}) (also reports/index.md)", key="retdm-report",
-                                 description="reports/index.html, the page with the tables and figures")
+        create_link_artifact(page.as_uri(), link_text="reports/index.html", key="retdm-report",
+                             description="The report: the tables and figures (also reports/index.md)")
 
 
-@flow(name="reproduce", task_runner=ThreadPoolTaskRunner(), log_prints=True)
-def reproduce(datasets: list[str] | None = None, methods: list[str] | None = None, profile: str | None = None,
-              root: str = ".", runner: str = "threads", workers: int | None = None, dask_address: str | None = None,
+@flow(name="reproduce", log_prints=True)
+def reproduce(datasets: list[str] | None = None, methods: list[str] | None = None, root: str = ".",
+              runner: str = "threads", workers: int | None = None, dask_address: str | None = None,
               remote: str | None = None) -> list[dict[str, Any]]:
-    """Reproduce the comparison table: the DVC stages for ``datasets`` × ``methods``.
+    """Reproduce the comparison table: the DVC stages for ``datasets`` × ``methods``, with the
+    params.yaml of the checkout (never edited).
 
     Args:
         datasets: dataset names from params.yaml (default: all).
         methods: method names from params.yaml (default: all).
-        profile: a training profile to switch params.yaml to first (as ``dvc exp run -S
-            profile=…`` would), or None for the one it names.
         root: the repository root.
         runner: ``threads`` (stages from threads of this process) or ``dask`` (on Dask workers).
-        workers: how many stages run at once (``dask``: the local cluster's worker processes);
-            default: as many as the stages' threads fit the cores (``parallel_stages``); 1: one
-            at a time.
+        workers: how many stages may run at once (``dask``: the local cluster's worker
+            processes); default: as many as the stages' threads fit the cores
+            (``parallel_stages``); 1: one at a time. The cores limit holds either way.
         dask_address: with ``dask``, a running scheduler to use instead of a local cluster.
         remote: a DVC remote (a configured name, or a path/URL) to pull missing outputs from
             and push every stage's outputs to; the flow then checks it holds them all.
 
     Returns:
-        One ``{"stage", "ran", "seconds", "started", "worker", "pulled"}`` per stage, upstream
-        first; DVC re-ran a stage (``ran``) only if it was out of date.
+        One ``run_stage`` record (``{"stage", "ran", "seconds", "started", "held", "worker",
+        "pulled"}``) per stage, upstream first; DVC ran a stage (``ran``) only if it was out of
+        date.
 
     Raises:
         ConfigError: a bad runner setting, dataset, method or remote (before anything runs).
@@ -250,31 +299,21 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
     check_runner(runner, workers, dask_address)
     logger = get_run_logger()
     root_path = Path(root).resolve()
-    params_path = root_path / PARAMS_FILE
-    params = load_params(params_path)
-    if profile is not None and profile != params["profile"]:
-        logger.info(f"switching params.yaml profile from {params['profile']!r} to {profile!r}")
-        text = params_path.read_text()
-        params_path.write_text(text.replace(f"profile: {params['profile']}", f"profile: {profile}", 1))
-        params = load_params(params_path)
-        if params["profile"] != profile:
-            raise ConfigError(f"{params_path}: could not set profile to {profile!r}; edit it by hand")
+    params = load_params(root_path / PARAMS_FILE)
     graph, commands = stage_graph(root_path)
     stages = run_order(select(graph, params, datasets, methods), graph, commands)
     remote_name = dvc_remote(root_path, remote) if remote else None
     restorable = locked_outputs(root_path) if remote else {}
-    fits = parallel_stages(params, {s: graph[s] for s in stages}, commands)
-    lanes = None if dask_address else workers or fits
-    if lanes and lanes > fits:
-        logger.warning(f"{lanes} stages at once, each with the torch threads of train.threads, oversubscribe "
-                       f"{os.cpu_count()} cores (fits: {fits}); lower train.threads in params.yaml to cores / {lanes}")
-    where = f"the Dask scheduler at {dask_address}" if dask_address else f"{runner}, at most {lanes} at once"
+    cores = os.cpu_count() or 1
+    threads = {s: min(threads_of_stage(params, commands[s], cores), cores) for s in stages}
+    cores_limit = None if dask_address else machine_cores_limit(cores)
+    size = None if dask_address else workers or parallel_stages(params, {s: graph[s] for s in stages}, commands, cores)
+    where = f"the Dask scheduler at {dask_address}" if dask_address else \
+        f"{runner}, at most {size} at once, within the {cores} slots of {cores_limit}"
     logger.info(f"{len(stages)} stages on {where}" + (f", DVC remote {remote_name!r}" if remote_name else ""))
-    if runner == "dask":
-        on_dask = reproduce_stages.with_options(task_runner=dask_task_runner(lanes, dask_address))
-        done = on_dask(stages, graph, str(root_path), remote_name, restorable)
-    else:
-        done = submit_stages(stages, graph, root_path, lanes, remote_name, restorable)
+    task_runner = dask_task_runner(size, dask_address) if runner == "dask" else ThreadPoolTaskRunner(size)
+    done = reproduce_stages.with_options(task_runner=task_runner)(
+        stages, graph, str(root_path), remote_name, restorable, threads, cores_limit, runner == "dask")
     if remote_name:
         check_in_sync(root_path, stages, remote_name)
         logger.info(f"dvc status is clean and remote {remote_name!r} holds every cached output")
@@ -293,7 +332,6 @@ def main(argv: list[str] | None = None) -> None:
                "which must see this checkout at the same path on shared storage).")
     parser.add_argument("--datasets", nargs="+", default=None, help="dataset names (default: all in params.yaml)")
     parser.add_argument("--methods", nargs="+", default=None, help="method names (default: all in params.yaml)")
-    parser.add_argument("--profile", default=None, help="switch params.yaml to this training profile first")
     parser.add_argument("--runner", choices=RUNNERS, default="threads",
                         help="threads: stages run from threads of this process; dask: each stage on a Dask worker "
                              "process (prefect-dask), of a local cluster or of --dask-address (default: threads)")
@@ -301,7 +339,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="how many stages run at once; with --runner dask, the local cluster's worker processes "
                              "(one thread each). Default: as many as the stages' threads fit the cores; 1: one at a "
                              "time. Each stage's torch still uses train.threads threads (0: all cores), or its "
-                             "method's own: for N at once on C cores set train.threads to C / N")
+                             "method's own, and holds as many of the machine's cores (a Prefect global concurrency "
+                             "limit) while it runs: for N at once on C cores set train.threads to C / N")
     parser.add_argument("--dask-address", default=None,
                         help="with --runner dask: the address of a running `dask scheduler` (e.g. tcp://host:8786) "
                              "instead of a local cluster; its workers (`dask worker ADDRESS --nthreads 1`) must see "
@@ -317,7 +356,10 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as err:
         parser.error(str(err))
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-    reproduce(args.datasets, args.methods, args.profile, runner=args.runner, workers=args.workers,
+    # The temporary server this process starts (no PREFECT_API_URL): a stage waiting for cores asks
+    # again within 2 s of a slot freeing, not Prefect's 30 s default.
+    os.environ.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
+    reproduce(args.datasets, args.methods, runner=args.runner, workers=args.workers,
               dask_address=args.dask_address, remote=args.remote)
     print(yaml.safe_dump({"results": [str(RESULTS / "comparison.parquet"), str(COMPARISON_MD)]}))
 

@@ -153,24 +153,21 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return arrow.to_pandas(), [str(n) for n in json.loads(meta[LABEL_KEY.encode()])]
 
 
-def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_images, seed):
-    """The suite's checks and the frames (batches) they run on."""
+def _schema_checks(cols: list[str], recorded: list[str], declared: list[str], n_feat: int) -> list[_Check]:
+    """The table's shape: its columns in order and count, the recorded label order, at least one row."""
     import great_expectations.expectations as gxe
 
-    cols = [str(c) for c in frame.columns]
-    n_feat = sum(c.startswith(FEATURE_PREFIX) for c in cols)
     data_cols = [f"{FEATURE_PREFIX}{i}" for i in range(n_feat)] if n_feat else ["path"]
     expected = ["image_id", *data_cols, "split", *declared]
     missing = [c for c in expected if c not in cols]
     extra = [c for c in cols if c not in expected]
     reimport = "re-import the dataset or fix the declared label names"
-    frames = {"table": frame, "metadata": pd.DataFrame(columns=recorded)}
     mismatch = (*missing, *extra) or tuple(c for c, want in zip(cols, expected) if c != want)
     order = tuple(n for n in [*declared, *recorded] if (n in declared) != (n in recorded)) or \
         tuple(n for n, want in zip(recorded, declared) if n != want)
     fix = (f"missing {missing}, unexpected {extra}" if missing or extra else "the columns are out of order") + \
         f"; {reimport}"
-    checks = [
+    return [
         _Check("table", None, f"have the columns image_id, {'feat_*' if n_feat else 'path'}, split and the "
                f"{len(declared)} declared labels, in this order", fix,
                gxe.ExpectTableColumnsToMatchOrderedList(column_list=expected), examples=mismatch),
@@ -182,6 +179,16 @@ def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_imag
         _Check("table", None, "have at least one row", "the dataset is empty; add images and labels",
                gxe.ExpectTableRowCountToBeBetween(min_value=1)),
     ]
+
+
+def _plan(frame, recorded, declared, root, test_fraction, tolerance, sample_images, seed):
+    """The suite's checks and the frames (batches) they run on."""
+    import great_expectations.expectations as gxe
+
+    cols = [str(c) for c in frame.columns]
+    n_feat = sum(c.startswith(FEATURE_PREFIX) for c in cols)
+    frames = {"table": frame, "metadata": pd.DataFrame(columns=recorded)}
+    checks = _schema_checks(cols, recorded, declared, n_feat)
 
     def column_check(batch, column, expected_text, fix, expectation, needs=()):
         """Add a check of ``column``; skipped when it or a column it ``needs`` is missing from the table."""

@@ -14,7 +14,8 @@ DVC rewrites two files in place (truncate, then write), and a run killed inside 
   DVC starts from. It is checked under DVC's own guard of that file (``rwlock.lock``), so a DVC run
   going on beside this one is never caught mid-write.
 
-Nothing is deleted: a damaged file moves to ``<name>.damaged`` (``.damaged-2``, … when taken).
+Nothing is deleted: a damaged file moves to ``<name>.damaged`` (``.damaged.1``, … when taken;
+``retdm.files.set_aside``).
 ``make run`` runs this first; so does the crash test before every ``dvc repro``.
 Usage: ``python -m pipelines.lockfile [ROOT]``.
 """
@@ -24,6 +25,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from retdm.files import set_aside
 
 LOCK = "dvc.lock"
 RWLOCK = Path(".dvc") / "tmp" / "rwlock"
@@ -53,11 +56,7 @@ def rwlock_problem(path: Path) -> str | None:
 
 
 def _set_aside(path: Path, problem: str, consequence: str) -> Path:
-    target, n = path.with_name(f"{path.name}.damaged"), 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.damaged-{n}")
-    path.rename(target)
+    target = set_aside(path, suffix=".damaged")
     print(f"{path}: DVC cannot read it ({problem[:200]}), as a run killed while DVC rewrote it leaves it; moved to "
           f"{target.name}. {consequence}", file=sys.stderr)
     return target

@@ -219,15 +219,27 @@ def sweep_config(params: dict[str, Any], dataset: str, seed: int | None = None) 
     return load_config(base.profile, {**dotted(base.to_dict()), **dotted((params.get("sweep") or {}).get("train"))})
 
 
+def stage_thread_count(params: dict[str, Any], entry: str, args: list[str]) -> int:
+    """The CPU threads the stage ``python -m pipelines.<entry> ARGS`` computes with (0: the
+    libraries' defaults, all cores). The one place this is resolved: the stage applies it
+    (``stage_main``) and the flow's scheduler fits stages to the cores by it
+    (``pipelines.schedule``). A network or fit (``train DATASET METHOD STAGE SEED``) and a sweep
+    point (``sweep DATASET SEED ALPHA BETA``) take their config's ``threads`` (the method's or
+    dataset's own, else ``train.threads``); every other stage takes ``train.threads``. The last
+    bits of a result depend on it, so the stages whose numbers do list ``train`` as a param."""
+    if entry == "train" and len(args) == 4:
+        dataset, method, _, seed = args
+        return train_config(params, method, dataset, seed_arg(seed)).threads
+    if entry == "sweep" and len(args) == 4:
+        return sweep_config(params, args[0], seed_arg(args[1])).threads
+    return int(dotted(params.get("train")).get("threads") or 0)
+
+
 @contextlib.contextmanager
-def stage_threads(threads: int | None = None) -> Iterator[None]:
-    """Cap the threads of torch and of the OpenMP/BLAS pools at ``threads`` (None: ``train.threads``
-    of params.yaml; 0 or absent: the libraries' defaults) for the whole stage, inference included:
-    two stages running at once with more threads than cores between them each run several times
-    slower. The stages whose numbers depend on it list ``train`` as a param in dvc.yaml."""
-    if threads is None:
-        threads = dotted((yaml.safe_load(PARAMS_FILE.read_text()) or {}).get("train")).get("threads", 0) \
-            if PARAMS_FILE.is_file() else 0
+def stage_threads(threads: int) -> Iterator[None]:
+    """Cap the threads of torch and of the OpenMP/BLAS pools at ``threads`` (0: the libraries'
+    defaults) for the whole stage, inference included: two stages running at once with more
+    threads than cores between them each run several times slower."""
     if not threads:
         yield
         return
@@ -239,11 +251,10 @@ def stage_threads(threads: int | None = None) -> Iterator[None]:
         yield
 
 
-def stage_main(run: Callable[..., Any], argv: list[str] | None = None, own_threads: bool = False) -> None:
+def stage_main(run: Callable[..., Any], argv: list[str] | None = None) -> None:
     """Run a stage function with the command-line arguments; a ``RetdmError`` becomes one line
     on stderr and exit status 1 (DVC and Prefect then stop everything downstream). Its threads are
-    capped at ``train.threads`` (``stage_threads``) unless it sets its own (``own_threads``: a
-    training stage, at its method's ``threads``)."""
+    capped at ``stage_thread_count`` of params.yaml (none without the file)."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print((run.__doc__ or run.__name__).strip())
@@ -256,7 +267,9 @@ def stage_main(run: Callable[..., Any], argv: list[str] | None = None, own_threa
     start = time.time()
     configure()  # the library's messages (one line per epoch) into the stage's log
     try:
-        with contextlib.nullcontext() if own_threads else stage_threads():
+        entry = Path(inspect.getfile(run)).stem  # pipelines/<entry>.py, also when run as __main__
+        threads = stage_thread_count(load_params(), entry, args) if PARAMS_FILE.is_file() else 0
+        with stage_threads(threads):
             run(*args)
     except RetdmError as err:
         print(f"error: {err}", file=sys.stderr)

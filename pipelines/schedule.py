@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.params import sweep_config, train_config
+from pipelines.params import stage_thread_count
 from retdm.errors import ConfigError
 
 
@@ -67,17 +67,12 @@ def trains_network(command: str) -> bool:
 
 
 def threads_of_stage(params: dict[str, Any], command: str, cores: int) -> int:
-    """The CPU threads a stage computes with: a training stage's config ``threads`` (0: all
-    ``cores``), times ``distributed.nproc_per_node`` for a network under torchrun; the other
-    stages cap theirs at ``train.threads`` (``pipelines.params.stage_threads``)."""
+    """The CPU threads a stage computes with: ``pipelines.params.stage_thread_count`` (0: all
+    ``cores``), times ``distributed.nproc_per_node`` for a network trained under torchrun."""
     entry, args = stage_command(command)
-    if entry == "train":  # DATASET METHOD STAGE SEED
-        dataset, method, stage, seed = args
-        processes = (params.get("distributed") or {}).get("nproc_per_node", 1) if trains_network(command) else 1
-        return (train_config(params, method, dataset, int(seed)).threads or cores) * processes
-    if entry == "sweep" and len(args) == 4:  # DATASET SEED ALPHA BETA: one grid point
-        return sweep_config(params, args[0], int(args[1])).threads or cores
-    return (params.get("train") or {}).get("threads") or cores
+    processes = (params.get("distributed") or {}).get("nproc_per_node", 1) \
+        if entry == "train" and trains_network(command) else 1
+    return (stage_thread_count(params, entry, args) or cores) * processes
 
 
 def run_order(stages: list[str], graph: dict[str, list[str]], commands: dict[str, str]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from pipelines.cache import image_cache
-from pipelines.params import Layout, load_params, seed_arg, stage_main, stage_threads, sweep_config
+from pipelines.params import Layout, load_params, seed_arg, stage_main, sweep_config
 from retdm.errors import ConfigError
 from retdm.methods import stage_dir
 from retdm.sweep import gather_grid, sweep_point
@@ -53,11 +53,10 @@ def main(dataset: str, seed: str, alpha: str | None = None, beta: str | None = N
             raise ConfigError(f"{key} {text} is not in params.yaml sweep.{key} {values}; add it there, the sweep "
                               f"trains only the grid's points")
     cfg = sweep_config(params, dataset, layout.seed)
-    with stage_threads(cfg.threads):
-        sweep_point(layout.table, stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.sweep_runs, cfg,
-                    point["alpha"], point["beta"], image_cache=image_cache(params, dataset),
-                    threshold=params["evaluate"]["threshold"])
+    sweep_point(layout.table, stage_dir(layout.runs, "bce", "pretrain") / "best.pt", layout.sweep_runs, cfg,
+                point["alpha"], point["beta"], image_cache=image_cache(params, dataset),
+                threshold=params["evaluate"]["threshold"])
 
 
 if __name__ == "__main__":
-    stage_main(main, own_threads=True)
+    stage_main(main)

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 from pipelines.cache import image_cache
-from pipelines.params import Layout, load_params, seed_arg, stage_main, stage_threads, torchrun_command, train_config
+from pipelines.params import Layout, load_params, seed_arg, stage_main, torchrun_command, train_config
 from retdm.train.run import STAGE_FUNCTIONS, train_method
 
 
@@ -26,9 +26,8 @@ def main(dataset: str, method: str, stage: str, seed: str) -> None:
     if launch is not None and stage in STAGE_FUNCTIONS and "LOCAL_RANK" not in os.environ:
         raise SystemExit(subprocess.call(launch))  # torchrun's exit status: non-zero when any process failed
     layout, cfg = Layout(dataset, seed=seed), train_config(params, method, dataset, seed)
-    with stage_threads(cfg.threads):  # the method's own threads (e.g. all cores for the pretrain, which runs alone)
-        train_method(layout.table, layout.runs, cfg, method, stages=(stage,), image_cache=image_cache(params, dataset))
+    train_method(layout.table, layout.runs, cfg, method, stages=(stage,), image_cache=image_cache(params, dataset))
 
 
 if __name__ == "__main__":
-    stage_main(main, own_threads=True)
+    stage_main(main)

@@ -1,7 +1,8 @@
 """Writing files so that a crash never leaves half of one: a file or a folder is built beside its
 target under a temporary name and renamed onto it, and the temporaries a killed writer left are
 removed before the next write. Everything retdm writes (tables, checkpoints, results, figures)
-goes through here."""
+goes through here. A file found bad (a failed checksum, a lock file DVC cannot read) is set aside
+under a new name, never deleted (``set_aside``)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,25 @@ def replace_dir(tmp: Path, out_dir: Path) -> None:
         os.replace(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside(path: Path, name: Path | None = None, suffix: str = ".bad") -> Path:
+    """Rename ``path`` to ``<name><suffix>`` (or ``<suffix>.1``, ``<suffix>.2``, … if taken); a bad
+    file is never deleted.
+
+    Args:
+        path: the file to set aside.
+        name: whose name the copy takes (``<dest>`` for a ``<dest>.part``); default ``path``.
+        suffix: what the copy's name ends with (``.bad``: failed its check; ``.damaged``: a file
+            a killed writer left half-written).
+
+    Returns:
+        Where the file now is.
+    """
+    base = (name or path).with_name((name or path).name + suffix)
+    target, n = base, 0
+    while target.exists():
+        n += 1
+        target = base.with_name(f"{base.name}.{n}")
+    os.replace(path, target)
+    return target

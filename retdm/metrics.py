@@ -126,11 +126,12 @@ def _check(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
             f"got y_true {t.shape} and y_score {s.shape}"
         )
     if t.dtype != np.bool_ and not np.all((t == 0) | (t == 1)):
-        bad = t[~((t == 0) | (t == 1))].ravel()[0]
-        raise ValueError(f"expected y_true of 0/1 values, got the value {bad!r}")
+        r, c = np.argwhere(~((t == 0) | (t == 1)))[0]
+        raise ValueError(f"expected y_true of 0/1 values, got the value {t[r, c].item()!r} at row {r}, class {c}")
     s = s.astype(np.float64, copy=False)
     if np.isnan(s).any():
-        raise ValueError(f"expected y_score without NaN, got a NaN in y_score {s.shape}")
+        r, c = np.argwhere(np.isnan(s))[0]
+        raise ValueError(f"expected y_score without NaN, got a NaN at row {r}, class {c}")
     return t.astype(bool, copy=False), s
 
 

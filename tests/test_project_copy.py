@@ -46,3 +46,17 @@ def test_run_outputs_cover_every_output_of_the_pipeline():
             tops.add((out if isinstance(out, str) else next(iter(out))).split("/")[0])
     assert tops and tops <= set(RUN_OUTPUTS)
     assert "dvc.yaml" in tracked_files() and "dvc.lock" not in tracked_files()
+
+
+def test_every_training_stage_depends_on_the_files_that_resolve_its_config():
+    """A change to how the training config is resolved (profiles, defaults, merge order, method
+    specs) re-runs every training stage: each lists those files as deps in dvc.yaml."""
+    config = {"pipelines/params.py", "retdm/config.py", "retdm/profiles.yaml", "retdm/methods.py"}
+    raw = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = {name: stage.get("do", stage) for name, stage in raw.items()}  # foreach stages: under `do`
+    training = {name: stage for name, stage in stages.items()
+                if stage["cmd"].startswith(("python -m pipelines.train", "python -m pipelines.sweep ${item.dataset} "
+                                            "${item.seed} ${item.alpha}"))}
+    assert set(training) == {"pretrain", "embed", "finetune", "finetune_baseline", "fit", "sweep_point"}
+    assert {name: sorted(config - set(stage["deps"])) for name, stage in training.items()} == \
+        {name: [] for name in training}

@@ -1,8 +1,8 @@
-"""Dataset files on disk: checksums, setting bad copies aside, and safe, all-or-nothing extraction.
+"""Dataset files on disk: checksums and safe, all-or-nothing extraction.
 
-``digest`` and ``check_file`` verify a file against its size, md5 or sha256; ``set_aside`` renames a
-bad one to ``<file>.bad`` (never deleting it). ``safe_extract`` unpacks zip, tar (plain, gz, bz2,
-xz) and RAR.
+``digest`` and ``check_file`` verify a file against its size, md5 or sha256 (a bad one is set
+aside as ``<file>.bad`` by ``retdm.files.set_aside``, never deleted). ``safe_extract`` unpacks
+zip, tar (plain, gz, bz2, xz) and RAR.
 
 Every member is checked before anything is written: an absolute name, a ``..`` component, or a
 symbolic or hard link whose target leaves the extraction folder raises ``DataError`` naming the
@@ -88,25 +88,6 @@ def check_file(path: Path, md5: str | None, sha256: str | None, size: int | None
             if got != expected.lower():
                 return f"{name} mismatch: expected {expected.lower()}, got {got}"
     return None
-
-
-def set_aside(path: Path, name: Path | None = None) -> Path:
-    """Rename ``path`` to ``<name>.bad`` (or ``.bad.1``, ``.bad.2``, … if taken); a bad file is never deleted.
-
-    Args:
-        path: the file to set aside.
-        name: whose name the ``.bad`` copy takes (``<dest>`` for a ``<dest>.part``); default ``path``.
-
-    Returns:
-        Where the file now is.
-    """
-    base = (name or path).with_name((name or path).name + ".bad")
-    bad, n = base, 0
-    while bad.exists():
-        n += 1
-        bad = base.with_name(f"{base.name}.{n}")
-    os.replace(path, bad)
-    return bad
 
 
 def marker_path(archive_name: str, target: str | os.PathLike) -> Path:

@@ -32,11 +32,10 @@ from retdm.data.archives import (
     marker_path,
     rar_tool,
     safe_extract,
-    set_aside,
 )
 from retdm.data.sources import DatasetSource, SourceFile, get_source, human_size
 from retdm.errors import DataError
-from retdm.files import atomic_write
+from retdm.files import atomic_write, set_aside
 from retdm.log import bar
 
 _CHUNK = 1 << 20

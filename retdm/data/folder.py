@@ -25,6 +25,30 @@ from retdm.data.table import LabelTable, check_label_names, write_imported
 from retdm.errors import ConfigError, DataError
 
 
+def _read_csv(csv_path: Path) -> pd.DataFrame:
+    """The label CSV as strings, its header checked: every column named once, an ``image`` column,
+    at least one row (``DataError`` naming the file and the fix otherwise)."""
+    try:  # the header as a row: pandas would rename a repeated column ("image.1") or a blank one ("Unnamed: 2")
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        # strip: pandas ends some messages with a newline, and a DataError is one line
+        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})") from err
+    header = list(raw.iloc[0])
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{csv_path}: column(s) {repeated} appear more than once in the header; give every column "
+                        f"its own name (image, an optional split, one column per label)")
+    blank = [i + 1 for i, c in enumerate(header) if not c.strip()]
+    if blank:
+        raise DataError(f"{csv_path}: header column(s) {blank} (counting from 1) have no name; name every column")
+    raw = raw.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
+    if "image" not in raw.columns:
+        raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
+    if len(raw) == 0:
+        raise DataError(f"{csv_path}: the dataset is empty (no rows below the header); add one row per image")
+    return raw
+
+
 @DATASETS.register("folder", help="your own images: a folder plus a CSV (image,label_a,… as 0/1, or image,labels)")
 def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
                   separator: str = " ", test_fraction: float = 0.2, seed: int = 0, name: str | None = None,
@@ -58,24 +82,7 @@ def import_folder(images_dir: str | os.PathLike, csv_path: str | os.PathLike, ou
         raise DataError(f"{images_dir}: image folder not found; pass the directory that holds your images")
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: label CSV not found; give a CSV with an 'image' column and labels")
-    try:  # the header as a row: pandas would rename a repeated column ("image.1") or a blank one ("Unnamed: 2")
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, header=None)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
-        # strip: pandas ends some messages with a newline, and a DataError is one line
-        raise DataError(f"{csv_path}: not a readable CSV ({str(err).strip()})") from err
-    header = list(raw.iloc[0])
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
-        raise DataError(f"{csv_path}: column(s) {repeated} appear more than once in the header; give every column "
-                        f"its own name (image, an optional split, one column per label)")
-    blank = [i + 1 for i, c in enumerate(header) if not c.strip()]
-    if blank:
-        raise DataError(f"{csv_path}: header column(s) {blank} (counting from 1) have no name; name every column")
-    raw = raw.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
-    if "image" not in raw.columns:
-        raise DataError(f"{csv_path}: no 'image' column; the header must start image,<labels…> (got {list(raw.columns)})")
-    if len(raw) == 0:
-        raise DataError(f"{csv_path}: the dataset is empty (no rows below the header); add one row per image")
+    raw = _read_csv(csv_path)
     label_cols = [c for c in raw.columns if c not in ("image", "split")]
     if label_cols == ["labels"]:
         label_names, labels = _from_list(raw["labels"], separator, csv_path)

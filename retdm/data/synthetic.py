@@ -216,6 +216,37 @@ def foreign_files(out_dir: Path) -> list[str]:
     return [f for f in files if f not in ours]
 
 
+def source_record(num_images: int, seed: int, test_fraction: float, options: SynthOptions) -> str:
+    """The table's ``retdm.source``: this generator, its version and every option (JSON, sorted keys)."""
+    return json.dumps(
+        {
+            "generator": GENERATOR,
+            "version": GENERATOR_VERSION,
+            "options": {
+                "num_images": num_images, "seed": seed, "test_fraction": test_fraction,
+                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def check_replaceable(out_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace ``out_dir`` when it is a file, or (without ``overwrite``) holds files
+    this generator did not write (``DataError`` naming up to three of them and the fix)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a directory; choose another dataset directory")
+    foreign = [] if overwrite else foreign_files(out_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DataError(
+            f"{out_dir}: holds files the synthetic generator did not write ({shown}); refusing to replace it. "
+            f"Choose an empty or new directory, or replace it anyway with `retdm data synth --force`"
+        )
+
+
 @DATASETS.register(
     "synthetic",
     help="embedded 10-label shapes-and-textures images with topic-correlated labels, generated from a seed",
@@ -280,29 +311,10 @@ def make_synthetic(
     split = assign_split(int(num_images), test_fraction, int(seed))
 
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DataError(f"{out_dir}: exists and is not a directory; choose another dataset directory")
-        foreign = [] if overwrite else foreign_files(out_dir)
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise DataError(
-                f"{out_dir}: holds files the synthetic generator did not write ({shown}); refusing to replace it. "
-                f"Choose an empty or new directory, or replace it anyway with `retdm data synth --force`"
-            )
+    check_replaceable(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
-    source = json.dumps(
-        {
-            "generator": GENERATOR,
-            "version": GENERATOR_VERSION,
-            "options": {
-                "num_images": int(num_images), "seed": int(seed), "test_fraction": float(test_fraction),
-                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items()},
-            },
-        },
-        sort_keys=True,
-    )
+    source = source_record(int(num_images), int(seed), float(test_fraction), options)
 
     remove_stale_temporaries(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -310,9 +322,7 @@ def make_synthetic(
         (tmp / "images").mkdir()
         labels = np.zeros((num_images, len(LABEL_NAMES)), dtype=np.uint8)
         for i in bar(range(int(num_images)), show=progress, desc="synthetic", unit="img"):
-            rng = image_rng(int(seed), i)
-            labels[i], _topics = sample_labels(rng, options.mix_prob)
-            image = render_image(rng, labels[i], options)
+            labels[i], image = generate_item(int(seed), i, options)
             image.save(tmp / "images" / f"{i:06d}.png", format="PNG")
         frame = pd.DataFrame(
             {

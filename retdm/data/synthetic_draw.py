@@ -225,16 +225,10 @@ def _draw_clutter(draw: ImageDraw.ImageDraw, rng: np.random.Generator, kind: str
             draw.ellipse([px - sr, py - sr, px + sr, py + sr], fill=fill)
 
 
-def render_image(rng: np.random.Generator, labels: np.ndarray, options: SynthOptions) -> Image.Image:
-    """Render one RGB image showing the objects of ``labels`` (drawn from ``rng`` after the labels)."""
-    ss = options.supersample
-    size = options.image_size * ss
-    unit = float(ss)
-    bg = _background(rng, size)
-    canvas = Image.fromarray(np.clip(np.rint(bg), 0, 255).astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(canvas)
-
-    # objects: (label, cx, cy, r)
+def _place_objects(rng: np.random.Generator, labels: np.ndarray, options: SynthOptions,
+                   size: int) -> list[tuple[str, float, float, float]]:
+    """``(label, cx, cy, r)`` of each object of ``labels`` (some twice), apart from the others where
+    20 tries allow."""
     objects: list[tuple[str, float, float, float]] = []
     for j in np.flatnonzero(labels):
         name = LABEL_NAMES[int(j)]
@@ -249,25 +243,12 @@ def render_image(rng: np.random.Generator, labels: np.ndarray, options: SynthOpt
                 if all((cx - ox) ** 2 + (cy - oy) ** 2 >= (0.8 * (r + orr)) ** 2 for _, ox, oy, orr in objects):
                     break
             objects.append((name, float(cx), float(cy), float(r)))
+    return objects
 
-    n_clutter = int(rng.poisson(options.clutter))
-    items: list[tuple] = [("object", *o) for o in objects]
-    for _ in range(n_clutter):
-        kind = CLUTTER_KINDS[int(rng.integers(len(CLUTTER_KINDS)))]
-        r = rng.uniform(*options.scale) * size / 2
-        cx, cy = rng.uniform(0.5 * r, size - 0.5 * r, size=2)
-        items.append(("clutter", kind, float(cx), float(cy), float(r)))
-    order = rng.permutation(len(items))
 
-    for k in order:
-        what, name, cx, cy, r = items[int(k)]
-        ref = bg[min(int(cy), size - 1), min(int(cx), size - 1)]
-        colour = _contrasting(rng, ref)
-        if what == "object":
-            _draw_object(canvas, draw, rng, name, cx, cy, r, colour, unit)
-        else:
-            _draw_clutter(draw, rng, name, cx, cy, r, colour, unit)
-
+def _occlude(canvas: Image.Image, draw: ImageDraw.ImageDraw, rng: np.random.Generator,
+             objects: list[tuple[str, float, float, float]], bg: np.ndarray, options: SynthOptions) -> None:
+    """Occlude each object with probability ``options.occlusion``: a cut-out of the background or a bar."""
     bg_image = None
     for _name, cx, cy, r in objects:
         if rng.random() >= options.occlusion:
@@ -287,6 +268,38 @@ def render_image(rng: np.random.Generator, labels: np.ndarray, options: SynthOpt
             pts = np.array([[-length / 2, -thick / 2], [length / 2, -thick / 2], [length / 2, thick / 2],
                             [-length / 2, thick / 2]])
             draw.polygon(_rotate(pts, rng.uniform(0, math.pi), ox, oy), fill=_rgb(_colour(rng)))
+
+
+def render_image(rng: np.random.Generator, labels: np.ndarray, options: SynthOptions) -> Image.Image:
+    """Render one RGB image showing the objects of ``labels`` (drawn from ``rng`` after the labels)."""
+    ss = options.supersample
+    size = options.image_size * ss
+    unit = float(ss)
+    bg = _background(rng, size)
+    canvas = Image.fromarray(np.clip(np.rint(bg), 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(canvas)
+
+    objects = _place_objects(rng, labels, options, size)
+
+    n_clutter = int(rng.poisson(options.clutter))
+    items: list[tuple] = [("object", *o) for o in objects]
+    for _ in range(n_clutter):
+        kind = CLUTTER_KINDS[int(rng.integers(len(CLUTTER_KINDS)))]
+        r = rng.uniform(*options.scale) * size / 2
+        cx, cy = rng.uniform(0.5 * r, size - 0.5 * r, size=2)
+        items.append(("clutter", kind, float(cx), float(cy), float(r)))
+    order = rng.permutation(len(items))
+
+    for k in order:
+        what, name, cx, cy, r = items[int(k)]
+        ref = bg[min(int(cy), size - 1), min(int(cx), size - 1)]
+        colour = _contrasting(rng, ref)
+        if what == "object":
+            _draw_object(canvas, draw, rng, name, cx, cy, r, colour, unit)
+        else:
+            _draw_clutter(draw, rng, name, cx, cy, r, colour, unit)
+
+    _occlude(canvas, draw, rng, objects, bg, options)
 
     if ss > 1:
         canvas = canvas.reduce(ss)

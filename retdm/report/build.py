@@ -25,7 +25,7 @@ from retdm.compare import HEADERS as METRIC_LABELS
 from retdm.inference import final_checkpoint
 from retdm.layout import Layout
 from retdm.metrics import LOWER_IS_BETTER
-from retdm.report import figures
+from retdm.report import embedding, figures
 from retdm.report.collect import class_ap, epoch_logs, example_predictions, shared_embeddings
 from retdm.report.page import Figure, Section, Table, Text, render_html, render_markdown
 from retdm.revision import code_revision
@@ -111,7 +111,7 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
     if "retdm" in trained and retdm.is_file():
         points, kind, group, _ = shared_embeddings(retdm, layout.table, image_cache=_cache(layout))
         for method in ("pca", "tsne"):
-            blocks.append(Figure(figures.embedding_map(figures.project_2d(points, method), kind, group,
+            blocks.append(Figure(embedding.embedding_map(embedding.project_2d(points, method), kind, group,
                                                        f"{dataset}: RETDM's shared space, {method.upper()}"),
                                  f"Test images (dots) and their label sets through Φdnn (stars) in RETDM's shared "
                                  f"embedding space, projected by {method.upper()}; colour = label set (Fig. 1).",

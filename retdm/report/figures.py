@@ -4,8 +4,6 @@ Every function builds its own :class:`matplotlib.figure.Figure` on an Agg canvas
 global figure state), draws under matplotlib's default style plus :data:`STYLE` (a user's
 matplotlibrc changes nothing), and saves without a timestamp or software tag, so identical inputs
 give identical bytes. Colours come from tab10, a colour-blind-safe palette.
-
-Legend: N points (images and label-set embeddings), F input features of a projection.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from retdm.errors import ConfigError, DataError
+from retdm.errors import DataError
 
 DPI = 100
 WIDTH = 9.0  # inches: 900 px at DPI
@@ -31,13 +29,12 @@ GREY = "#9e9e9e"
 GOOD, BAD, MISS = "#2ca02c", "#d62728", "#ff7f0e"  # tab10 green / red / orange
 STAGES = ("pretrain", "embed", "finetune")  # training order of a method's stages
 SETTINGS = ("0.5", "tuned")  # threshold settings, in display order
-TOP_GROUPS = 10  # label sets that get their own colour in the embedding map
 MAX_EXAMPLES, EXAMPLES_PER_ROW, MAX_CAPTION_LINES = 12, 4, 8
 STYLE = {"font.size": 9, "axes.titlesize": 10, "figure.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
          "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8, "legend.frameon": False}
 
 
-def _draw(height: float, draw: Callable[[Figure], None], width: float = WIDTH,
+def draw_png(height: float, draw: Callable[[Figure], None], width: float = WIDTH,
           layout: str | None = "constrained") -> bytes:
     """Run ``draw`` on a fresh figure under the fixed style and return the PNG bytes."""
     with matplotlib.style.context("default"), matplotlib.rc_context(STYLE):
@@ -73,7 +70,7 @@ def _ordered(values: pd.Series, known: Sequence[str] = ()) -> list[str]:
     return [v for v in known if v in seen] + [v for v in seen if v not in known]
 
 
-def _colour(i: int) -> tuple:
+def series_colour(i: int) -> tuple:
     return PALETTE[i % len(PALETTE)]
 
 
@@ -123,7 +120,7 @@ def convergence_figure(epochs: pd.DataFrame, title: str) -> bytes:
             for ax, column, style in ((loss_ax, "train_loss", "--"), (loss_ax, "val_loss", "-"),
                                       (map_ax, "val_mAP", "-")):
                 # NaN breaks the line: a stage that does not log this column leaves a gap, not a bridge
-                ax.plot(rows["_x"], rows[column], style, color=_colour(i), marker="o", markersize=2.5)
+                ax.plot(rows["_x"], rows[column], style, color=series_colour(i), marker="o", markersize=2.5)
         for ax, name in ((loss_ax, "loss"), (map_ax, "validation mAP")):
             ax.set_xlabel("epoch (all stages)")
             ax.set_ylabel(name)
@@ -136,13 +133,13 @@ def convergence_figure(epochs: pd.DataFrame, title: str) -> bytes:
                 ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", color=GREY)
         loss_ax.set_title("loss")
         map_ax.set_title("validation mAP")
-        handles = [Line2D([], [], color=_colour(i), label=m) for i, m in enumerate(methods)]
+        handles = [Line2D([], [], color=series_colour(i), label=m) for i, m in enumerate(methods)]
         handles += [Line2D([], [], color="black", linestyle="--", label="train"),
                     Line2D([], [], color="black", linestyle="-", label="validation")]
         fig.legend(handles=handles, loc="outside right upper")
         fig.suptitle(title)
 
-    return _draw(4.0, draw)
+    return draw_png(4.0, draw)
 
 
 # --- 2. sensitivity to alpha and beta (paper Fig. 5) ------------------------------------------------
@@ -196,108 +193,7 @@ def sensitivity_heatmaps(grid: pd.DataFrame, title: str) -> bytes:
         fig.colorbar(image, ax=list(axes), label="score", shrink=0.9)
         fig.suptitle(title)
 
-    return _draw(max(3.5, 1.5 + 0.45 * len(betas)), draw)
-
-
-# --- 3. embedding map (paper Fig. 1) --------------------------------------------------------------
-
-def _pca(x: np.ndarray, seed: int) -> np.ndarray:
-    centred = x - x.mean(axis=0)  # (N, F)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # vt: (min(N, F), F)
-    out = centred @ vt[:2].T  # (N, ≤2)
-    out = out * np.where(out[np.argmax(np.abs(out), axis=0), range(out.shape[1])] < 0, -1.0, 1.0)  # fix SVD signs
-    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))  # (N, 2)
-
-
-def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.manifold import TSNE  # slow to import; only t-SNE needs it
-
-    if len(x) < 4:
-        raise DataError(f"project_2d: t-SNE needs at least 4 points, got {len(x)}; use method='pca'")
-    tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3))
-    return tsne.fit_transform(x)  # (N, 2)
-
-
-PROJECTIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"pca": _pca, "tsne": _tsne}
-
-
-def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """Project points to 2-D for :func:`embedding_map`.
-
-    Args:
-        x: (N, F) points, finite.
-        method: ``pca`` (numpy SVD, deterministic up to the sign convention fixed here: each axis's
-            largest-magnitude coordinate is positive) or ``tsne`` (scikit-learn, init="pca",
-            perplexity min(30, (N-1)/3)).
-        seed: the t-SNE random state.
-
-    Returns:
-        (N, 2) float array.
-    """
-    if method not in PROJECTIONS:
-        raise ConfigError(f"project_2d: unknown method {method!r}; choose one of {sorted(PROJECTIONS)}")
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or len(x) < 2:
-        raise DataError(f"project_2d: expected an (N, F) array with N ≥ 2, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise DataError(f"project_2d: {int((~np.isfinite(x)).sum())} non-finite values in x; drop or fix those rows")
-    return np.asarray(PROJECTIONS[method](x, seed), dtype=np.float64)
-
-
-def embedding_map(points: np.ndarray, kind: np.ndarray, group: np.ndarray, title: str) -> bytes:
-    """Images and label-set embeddings in one 2-D map, coloured by label set.
-
-    Args:
-        points: (N, 2) coordinates, e.g. from :func:`project_2d`.
-        kind: (N,) ``"image"`` or ``"label set"`` per point.
-        group: (N,) the label set of each point as a string (e.g. ``"cat,dog"``).
-        title: the figure's title.
-
-    Returns:
-        PNG bytes: images as dots, label-set embeddings as large black-edged stars; the
-        :data:`TOP_GROUPS` label sets most frequent among the images get colours, the rest are grey
-        ("other"); the legend sits outside the plot.
-    """
-    points, kind, group = np.asarray(points, dtype=float), np.asarray(kind).astype(str), np.asarray(group).astype(str)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
-        raise DataError(f"embedding_map: expected points of shape (N, 2) with N ≥ 1, got {points.shape}")
-    if kind.shape != (len(points),) or group.shape != (len(points),):
-        raise DataError(f"embedding_map: expected kind and group of shape ({len(points)},), got {kind.shape} and "
-                        f"{group.shape}")
-    bad = sorted(set(kind) - {"image", "label set"})
-    if bad:
-        raise DataError(f"embedding_map: kind must be 'image' or 'label set', got {bad}")
-    counted = group[kind == "image"] if (kind == "image").any() else group
-    counts = pd.Series(counted).value_counts()
-    top = sorted(counts.index, key=lambda g: (-counts[g], g))[:TOP_GROUPS]
-    colour = {g: _colour(i) for i, g in enumerate(top)}
-
-    def short(name: str) -> str:
-        return name if len(name) <= 32 else name[:31] + "…"
-
-    def draw(fig: Figure) -> None:
-        ax = fig.subplots()
-        for g in ["other", *top]:
-            chosen = ~np.isin(group, top) if g == "other" else group == g
-            shade = colour.get(g, GREY)
-            for k, style in (("image", {"marker": "o", "s": 12, "alpha": 0.7, "linewidths": 0}),
-                             ("label set", {"marker": "*", "s": 260, "edgecolors": "black", "linewidths": 0.8})):
-                mask = chosen & (kind == k)
-                if mask.any():
-                    ax.scatter(points[mask, 0], points[mask, 1], color=shade, zorder=3 if k == "label set" else 2,
-                               **style)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        handles = [Line2D([], [], marker="o", linestyle="", color=colour[g], label=short(g)) for g in top]
-        if (~np.isin(group, top)).any():
-            handles.append(Line2D([], [], marker="o", linestyle="", color=GREY, label="other"))
-        handles += [Line2D([], [], marker="o", linestyle="", color="black", markersize=4, label="image"),
-                    Line2D([], [], marker="*", linestyle="", color="white", markeredgecolor="black", markersize=12,
-                           label="label-set embedding")]
-        fig.legend(handles=handles, loc="outside right upper", title="label set")
-        fig.suptitle(title)
-
-    return _draw(6.0, draw)
+    return draw_png(max(3.5, 1.5 + 0.45 * len(betas)), draw)
 
 
 # --- 4. per-class AP ------------------------------------------------------------------------------
@@ -324,7 +220,7 @@ def per_class_ap_figure(ap: pd.DataFrame, title: str) -> bytes:
         rows = np.arange(len(labels))
         for i, method in enumerate(methods):
             ax.barh(rows - 0.4 + bar * (i + 0.5), values[method].to_numpy(dtype=float), height=bar,
-                    color=_colour(i), label=method)
+                    color=series_colour(i), label=method)
         ax.set_yticks(rows, labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # first label on top
         ax.set_xlabel("AP")
@@ -332,7 +228,7 @@ def per_class_ap_figure(ap: pd.DataFrame, title: str) -> bytes:
         fig.legend(loc="outside right upper")
         fig.suptitle(title)
 
-    return _draw(min(1.2 + len(labels) * (0.1 + 0.12 * len(methods)), 60.0), draw)
+    return draw_png(min(1.2 + len(labels) * (0.1 + 0.12 * len(methods)), 60.0), draw)
 
 
 # --- 5. prediction examples (paper Fig. 4) ---------------------------------------------------------
@@ -399,7 +295,7 @@ def prediction_examples(images: list[np.ndarray], true: list[list[str]], predict
                             fontweight="bold" if colour != GOOD else "normal")
         fig.suptitle(title, y=1 - 0.12 / height, va="top")
 
-    return _draw(height, draw, width=width, layout=None)
+    return draw_png(height, draw, width=width, layout=None)
 
 
 # --- 6. threshold effect ------------------------------------------------------------------------
@@ -431,7 +327,7 @@ def threshold_effect_figure(frame: pd.DataFrame, title: str) -> bytes:
             slots = np.arange(len(methods))
             for i, setting in enumerate(settings):
                 heights = values[setting].to_numpy(dtype=float)
-                bars = ax.bar(slots - 0.4 + bar * (i + 0.5), np.nan_to_num(heights), width=bar, color=_colour(i),
+                bars = ax.bar(slots - 0.4 + bar * (i + 0.5), np.nan_to_num(heights), width=bar, color=series_colour(i),
                               label=f"threshold {setting}" if setting == "0.5" else setting)
                 ax.bar_label(bars, [fmt.format(h) if np.isfinite(h) else "–" for h in heights], fontsize=7,
                              padding=1)
@@ -444,4 +340,4 @@ def threshold_effect_figure(frame: pd.DataFrame, title: str) -> bytes:
                    loc="outside right upper")
         fig.suptitle(title)
 
-    return _draw(4.0, draw)
+    return draw_png(4.0, draw)

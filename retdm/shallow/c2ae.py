@@ -50,7 +50,7 @@ from torch import Tensor
 
 from retdm.errors import ConfigError, DataError
 from retdm.losses.c2ae import c2ae_loss
-from retdm.shallow.mlknn import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
+from retdm.shallow.base import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
 
 NETS = ("x", "e", "d")  # Fx, Fe, Fd: the prefix of their parameters
 LEAKY_SLOPE = 0.1

@@ -48,7 +48,7 @@ from torch import Tensor
 
 from retdm.distances import euclidean_distance, pairwise_euclidean_distance
 from retdm.errors import ConfigError, DataError
-from retdm.shallow.mlknn import (
+from retdm.shallow.base import (
     ShallowEstimator,
     check_features,
     check_int,

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from retdm.errors import ConfigError, DataError
-from retdm.shallow.mlknn import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
+from retdm.shallow.base import ShallowEstimator, check_features, check_int, check_labels, check_positive, check_state
 
 ADMISSIONS = ("global", "per_label")
 _EVAL_ROWS = 8192  # rows per no-grad pass when all training losses are recomputed

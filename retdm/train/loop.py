@@ -135,7 +135,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         ConfigError: a global batch that does not divide among the processes, or a fit part
             smaller than one global batch (raised before anything is written).
     """
-    out, last, best = run.out_dir, run.out_dir / "last.pt", run.out_dir / "best.pt"
+    last, best = run.out_dir / "last.pt", run.out_dir / "best.pt"
     world = distributed.world()
     local_batch = distributed.local_batch_size(run.batch_size, world)
     check_one_batch(run.name, len(run.fit), run.batch_size, world.size)
@@ -150,18 +150,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     history: list[dict[str, Any]] = []
     start, best_loss, done = 1, math.inf, False
     if resume and last.is_file():
-        ckpt = load_checkpoint(last)
-        for key in ("fingerprint", "data_sha256", "stage"):
-            if ckpt.get(key) != run.record.get(key):
-                raise TrainingError(f"{last}: was written by a different run ({key} differs); "
-                                    f"remove {out} or choose another output directory")
-        run.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        for key, obj in (run.extra_state or {}).items():
-            obj.load_state_dict(ckpt["extra"][key])
-        history, best_loss, done = ckpt["history"], ckpt["best_val_loss"], ckpt["done"]
-        start = ckpt["epoch"] + 1
+        start, history, best_loss, done = resume_from(run, last, optimizer, scheduler)
     elif run.before_training is not None:
         run.before_training()
     place(run.model, run.device, run.compile)
@@ -184,25 +173,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         sampler.set_epoch(epoch)
         loader = DataLoader(run.fit, batch_size=local_batch, sampler=sampler, drop_last=True,
                             num_workers=run.num_workers, pin_memory=run.device.type == "cuda")
-        set_modes(run.model, run.trainable)
-        sums: dict[str, Tensor] = {}
-        running = 0.0
-        shown = bar(loader, show=progress, desc=f"{run.name} {epoch}/{run.stage.epochs}")
-        for n_step, batch in enumerate(shown, start=1):
-            value, parts = train_step(step, batch, optimizer, scaler, run.device, run.amp)
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"stage {run.name!r}: the loss became {value} at epoch {epoch}, step {n_step}; training "
-                    f"stopped, the last good checkpoint is {last if last.is_file() else '(none yet)'}. "
-                    f"Lower {run.name}.lr (now {optimizer.param_groups[0]['lr']:g}) or check the data"
-                )
-            for key, part in parts.items():
-                sums[key] = sums.get(key, 0.0) + part
-            running += value
-            shown.set_postfix(loss=f"{running / n_step:.4f}")
-        steps = max(len(loader), 1) * world.size  # every rank ran len(loader) steps
-        totals = distributed.sum_over_ranks(*(float(v) for v in sums.values()))
-        train_parts = {f"train_{k}": v / steps for k, v in zip(sums, totals)}
+        train_parts = train_epoch(run, step, loader, optimizer, scaler, epoch, progress)
         val_parts = validate(run)
         lr = optimizer.param_groups[0]["lr"]
         if epoch > run.stage.plateau_after:
@@ -222,6 +193,58 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         save_checkpoint(best, load_checkpoint(last))
     distributed.barrier()  # the next stage, on every rank, starts from the best.pt rank 0 wrote
     return best
+
+
+def resume_from(run: StageRun, last: Path, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau) -> tuple[int, list[dict[str, Any]], float, bool]:
+    """Load ``last.pt`` into the model, optimizer, scheduler and extra state of ``run``.
+
+    Returns:
+        ``(first epoch to run, history, best validation loss, done)``.
+
+    Raises:
+        TrainingError: ``last.pt`` was written by another run (fingerprint, data or stage differ).
+    """
+    ckpt = load_checkpoint(last)
+    for key in ("fingerprint", "data_sha256", "stage"):
+        if ckpt.get(key) != run.record.get(key):
+            raise TrainingError(f"{last}: was written by a different run ({key} differs); "
+                                f"remove {run.out_dir} or choose another output directory")
+    run.model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    for key, obj in (run.extra_state or {}).items():
+        obj.load_state_dict(ckpt["extra"][key])
+    return ckpt["epoch"] + 1, ckpt["history"], ckpt["best_val_loss"], ckpt["done"]
+
+
+def train_epoch(run: StageRun, step: torch.nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                scaler: Any, epoch: int, progress: bool) -> dict[str, float]:
+    """One pass over ``loader``: ``train_<part>``, each loss part's mean over the steps of every rank.
+
+    Raises:
+        TrainingError: a non-finite loss (the last good checkpoint, ``last.pt``, stays).
+    """
+    set_modes(run.model, run.trainable)
+    sums: dict[str, Tensor] = {}
+    running = 0.0
+    shown = bar(loader, show=progress, desc=f"{run.name} {epoch}/{run.stage.epochs}")
+    for n_step, batch in enumerate(shown, start=1):
+        value, parts = train_step(step, batch, optimizer, scaler, run.device, run.amp)
+        if not math.isfinite(value):
+            last = run.out_dir / "last.pt"
+            raise TrainingError(
+                f"stage {run.name!r}: the loss became {value} at epoch {epoch}, step {n_step}; training "
+                f"stopped, the last good checkpoint is {last if last.is_file() else '(none yet)'}. "
+                f"Lower {run.name}.lr (now {optimizer.param_groups[0]['lr']:g}) or check the data"
+            )
+        for key, part in parts.items():
+            sums[key] = sums.get(key, 0.0) + part
+        running += value
+        shown.set_postfix(loss=f"{running / n_step:.4f}")
+    steps = max(len(loader), 1) * distributed.world().size  # every rank ran len(loader) steps
+    totals = distributed.sum_over_ranks(*(float(v) for v in sums.values()))
+    return {f"train_{k}": v / steps for k, v in zip(sums, totals)}
 
 
 def check_one_batch(stage: str, n_fit: int, batch_size: int, processes: int = 1) -> None:

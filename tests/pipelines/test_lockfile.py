@@ -24,10 +24,10 @@ def test_a_lock_cut_short_is_moved_aside_and_nothing_is_deleted(tmp_path, capsys
     (tmp_path / "dvc.lock").write_text(SOUND[:cut])
     (tmp_path / "dvc.lock.damaged").write_text("an earlier one")
     moved = set_aside_damaged_lock(tmp_path)
-    assert moved == tmp_path / "dvc.lock.damaged-2" and moved.read_text() == SOUND[:cut]
+    assert moved == tmp_path / "dvc.lock.damaged.1" and moved.read_text() == SOUND[:cut]
     assert not (tmp_path / "dvc.lock").exists() and (tmp_path / "dvc.lock.damaged").read_text() == "an earlier one"
     err = capsys.readouterr().err
-    assert "dvc.lock: DVC cannot read it (" in err and "moved to dvc.lock.damaged-2" in err and err.count("\n") == 1
+    assert "dvc.lock: DVC cannot read it (" in err and "moved to dvc.lock.damaged.1" in err and err.count("\n") == 1
 
 
 def test_a_lock_cut_between_stages_is_sound_and_left_alone(tmp_path):

@@ -37,3 +37,39 @@ def test_an_unknown_name_anywhere_in_a_stage_is_one_line(tmp_path, monkeypatch, 
 
     code, err = run_stage(capsys, stage, "retdn")
     assert code == 1 and err == f"error: unknown method 'retdn'; valid methods are: {', '.join(METHODS.names())}\n"
+
+
+def test_a_stage_computes_with_the_threads_the_flow_schedules_it_by(tmp_path, monkeypatch):
+    """One resolution of a stage's threads (``stage_thread_count``): the stage applies it to torch
+    and the BLAS pools, and the flow's scheduler counts the same number."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from pipelines.params import stage_thread_count
+    from pipelines.schedule import threads_of_stage
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["threads"] = 1
+    params["methods"]["asl"] = {"threads": 3}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    train_asl = ["synthetic", "asl", "finetune", "0"]
+    assert stage_thread_count(params, "train", train_asl) == 3  # the method's own
+    assert stage_thread_count(params, "train", ["synthetic", "bce", "pretrain", "0"]) == 1  # train.threads
+    assert stage_thread_count(params, "evaluate", ["synthetic", "asl", "0"]) == 1
+    assert threads_of_stage(params, "python -m pipelines.train " + " ".join(train_asl), cores=8) == 3
+    params["train"]["threads"] = 0
+    assert threads_of_stage(params, "python -m pipelines.evaluate synthetic asl 0", cores=8) == 8  # 0: all cores
+
+    seen = {}
+
+    def stage(name: str) -> None:  # not a pipelines/ entry: train.threads (1)
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {pool["num_threads"] for pool in threadpool_info()}
+
+    before = torch.get_num_threads()
+    try:
+        stage_main(stage, ["x"])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"torch": 1, "blas": {1}}

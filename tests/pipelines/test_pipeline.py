@@ -247,24 +247,30 @@ def test_editing_a_label_in_the_users_csv_reruns_download_and_what_follows(origi
     assert json.loads(sh(repo, "dvc", "status", "validate@mine", "--with-deps", "--json").stdout) == {}
 
 
-def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, repro, tmp_path):
+def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, repro, tmp_path, monkeypatch):
+    """The flow on 4 worker threads of a 2-core machine (as the flow sees it), each stage with 1
+    thread: the cores limit lets at most 2 stages run at once, and a second run runs none."""
     from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
     from pipelines.flows import reproduce
 
     repo = clone(origin, tmp_path / "repo")
-    path = os.environ["PATH"]
-    os.environ["PATH"] = f"{BIN}{os.pathsep}{path}"
-    try:
-        with prefect_test_harness(server_startup_timeout=90):
-            ran = reproduce(root=str(repo))
-            with get_client(sync_client=True) as client:
-                artifacts = {a.key: a for a in client.read_artifacts()}
-    finally:
-        os.environ["PATH"] = path
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with prefect_test_harness(server_startup_timeout=90):
+        ran = reproduce(root=str(repo), workers=4)
+        again = reproduce(root=str(repo), methods=["bce"])
+        with get_client(sync_client=True) as client:
+            artifacts = {a.key: a for a in client.read_artifacts()}
+            (limit,) = client.read_global_concurrency_limits()
     stages = yaml.safe_load((repro / "dvc.lock").read_text())["stages"]
     assert [r["stage"] for r in ran][-1] == "report" and len(ran) == len(stages) == 32 and all(r["ran"] for r in ran)
+    assert limit.name.startswith("retdm-cores-") and limit.limit == 2
+    held = [{"started": r["held"][0], "seconds": r["held"][1] - r["held"][0]} for r in ran]
+    assert concurrency(held) == 2  # in parallel, never beyond the cores
+    assert again and not any(r["ran"] or r["held"] for r in again)  # dvc status: all up to date
     assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)

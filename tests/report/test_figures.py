@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from retdm.errors import ConfigError, DataError
+from retdm.report import embedding as E
 from retdm.report import figures as F
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,7 +49,7 @@ def _examples():
 CASES = {
     "convergence": lambda: F.convergence_figure(_epochs(), "Convergence"),
     "sensitivity": lambda: F.sensitivity_heatmaps(_grid(), "Sensitivity"),
-    "embedding_pca": lambda: F.embedding_map(F.project_2d(_embedding()[0]), *_embedding()[1:], "Embedding"),
+    "embedding_pca": lambda: E.embedding_map(E.project_2d(_embedding()[0]), *_embedding()[1:], "Embedding"),
     "per_class_ap": lambda: F.per_class_ap_figure(pd.DataFrame(
         [{"method": m, "label": lab, "AP": 0.1 * (i + 1) + 0.05 * j} for j, m in enumerate(["retdm", "bce"])
          for i, lab in enumerate(["cat", "dog", "person"])]), "AP"),
@@ -75,18 +76,18 @@ def test_figure_is_a_deterministic_nonblank_png(name):
 
 def test_tsne_projection_is_seeded():
     x = _embedding()[0]
-    first, again = F.project_2d(x, "tsne", seed=3), F.project_2d(x, "tsne", seed=3)
+    first, again = E.project_2d(x, "tsne", seed=3), E.project_2d(x, "tsne", seed=3)
     assert first.shape == (40, 2)
     np.testing.assert_array_equal(first, again)
 
 
 def test_pca_matches_svd_up_to_sign():
     x = _embedding()[0]
-    out = F.project_2d(x)  # (N, 2)
+    out = E.project_2d(x)  # (N, 2)
     centred = x - x.mean(axis=0)
     reference = centred @ np.linalg.svd(centred)[2][:2].T
     np.testing.assert_allclose(np.abs(out), np.abs(reference), atol=1e-9)
-    assert F.project_2d(x[:, :1]).shape == (40, 2)  # one feature: second axis is zero
+    assert E.project_2d(x[:, :1]).shape == (40, 2)  # one feature: second axis is zero
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -95,9 +96,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(DataError, match="more than once"):
         F.sensitivity_heatmaps(pd.concat([_grid(), _grid().head(1)]), "t")
     with pytest.raises(ConfigError, match="choose one of"):
-        F.project_2d(np.zeros((5, 3)), "umap")
+        E.project_2d(np.zeros((5, 3)), "umap")
     with pytest.raises(DataError, match="'image' or 'label set'"):
-        F.embedding_map(np.zeros((2, 2)), np.array(["image", "set"]), np.array(["a", "a"]), "t")
+        E.embedding_map(np.zeros((2, 2)), np.array(["image", "set"]), np.array(["a", "a"]), "t")
     images, true, predicted = _examples()
     with pytest.raises(DataError, match="uint8"):
         F.prediction_examples([images[0].astype(float)], true[:1], predicted[:1], "t")

@@ -11,7 +11,7 @@ from topic_problems import topic_problem
 
 from retdm.metrics import evaluate
 from retdm.shallow import MLkNN
-from retdm.shallow.mlknn import nearest_neighbours
+from retdm.shallow.base import nearest_neighbours
 
 torch.set_num_threads(1)
 
@@ -118,7 +118,7 @@ def test_neighbour_count_bounds_and_their_messages():
 
 def test_shallow_predict_thresholds_scores_at_greater_or_equal():
     """``ShallowEstimator.predict`` (LMMO-kNN, MLSPL, C2AE): a score equal to the threshold is positive."""
-    from retdm.shallow.mlknn import ShallowEstimator
+    from retdm.shallow.base import ShallowEstimator
 
     class Fixed(ShallowEstimator):
         def predict_scores(self, X):
@@ -129,7 +129,7 @@ def test_shallow_predict_thresholds_scores_at_greater_or_equal():
 
 
 def test_check_labels_width_and_default_name():
-    from retdm.shallow.mlknn import check_labels
+    from retdm.shallow.base import check_labels
 
     assert check_labels(np.ones((4, 1)), 4).dtype == np.uint8  # one label is a label matrix
     assert check_labels(np.ones((4, 3)), 4, width=3).shape == (4, 3)
@@ -140,7 +140,7 @@ def test_check_labels_width_and_default_name():
 
 
 def test_check_features_keeps_float32_and_float64_widens_float16_and_reads_tensors():
-    from retdm.shallow.mlknn import check_features
+    from retdm.shallow.base import check_features
 
     x = np.random.default_rng(0).normal(size=(5, 1))  # one feature is a feature matrix
     for dtype in (np.float32, np.float64):

@@ -14,10 +14,10 @@ import re
 import shutil
 from pathlib import Path
 
-from retdm.data.archives import digest, set_aside
+from retdm.data.archives import digest
 from retdm.data.download import fetch
 from retdm.errors import ConfigError, DataError
-from retdm.files import atomic_write
+from retdm.files import atomic_write, set_aside
 from retdm.models.backbones.base import BACKBONES, WEIGHT_URLS, hub_checkpoint_path, missing_weights
 from retdm.models.backbones.efficientnet_lite import efficientnet_lite0_weights_path
 
