@@ -81,7 +81,8 @@ def main(seeds: list[int], overrides: dict[str, Any], num_images: int = 4000) ->
                 train_method(table, run_dir, cfg, method, progress=False)
                 ckpt = final_checkpoint(run_dir, method)
             seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
-            metrics, _, part, _ = evaluate_checkpoint(ckpt, table)
+            # bce+ft is this script's own run of what the pipeline registers as bce_ft: read as that network
+            metrics, _, part, _ = evaluate_checkpoint(ckpt, table, method="bce_ft" if method == "bce+ft" else method)
             frames.append(metrics_frame(metrics, dataset="synthetic", method=method, seed=seed))
             print(f"seed {seed} {method}: AP {metrics['average_precision']:.4f} mAP {metrics['mAP']:.4f} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -139,15 +139,16 @@ def main(synthetic: bool = False, orchestration: bool = False, memory: bool = Fa
         figures += bench_gpu.rows(bench_gpu.main())  # cpu-reduced mode when there is no CUDA
     frame = pd.DataFrame([with_unit(f) for f in figures])
     frame["machine"] = where
-    extra = ""
+    # Written before the 3-seed training below, so an hour of figures never waits on it.
+    frame.to_parquet(HERE / "results.parquet", index=False)
+    (HERE / "results.md").write_text(markdown(frame, where, when, ""))
+    for record in published_records(frame, when):
+        write_record(record, HERE.parent)
     if synthetic:
         import bench_synthetic
         long = bench_synthetic.main([0, 1, 2], {})
         extra = "\n## BCE vs RETDM on `synthetic`, 3 seeds (mean ± std)\n\n" + bench_synthetic.summary(long) + "\n"
-    frame.to_parquet(HERE / "results.parquet", index=False)
-    (HERE / "results.md").write_text(markdown(frame, where, when, extra))
-    for record in published_records(frame, when):
-        write_record(record, HERE.parent)
+        (HERE / "results.md").write_text(markdown(frame, where, when, extra))
     return frame
 
 
