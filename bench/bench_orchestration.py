@@ -120,7 +120,9 @@ def run_prefect(repo: Path, env: dict) -> tuple[float, dict[str, float], dict[st
             "print('RESULT', json.dumps(reproduce(root=sys.argv[1])))")
     start = time.time()
     proc = subprocess.run([sys.executable, "-c", code, str(repo)], cwd=ROOT, env={**env, "RETDM_STAGE_TIMES": str(log)},
-                          check=True, capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
+    if proc.returncode:  # say why: the flow's own log is the only record of a failed run
+        raise RuntimeError(f"the Prefect flow failed in {repo} (exit {proc.returncode}):\n{proc.stderr[-6000:]}")
     wall = time.time() - start
     records = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))[7:])
     times = read_times(log)
