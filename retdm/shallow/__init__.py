@@ -8,6 +8,8 @@ labels, and offers ``fit(X, Y, *, seed=0) -> self``, ``predict_scores(X) -> (N, 
 - ``LMMOkNN``: large-margin metric learning + kNN (Liu & Tsang, AAAI 2015), our reimplementation.
 - ``MLSPL``: self-paced multi-label learning (Li et al., IEEE TNNLS 2018), our reimplementation.
 - ``C2AE``: canonical-correlated autoencoder (Yeh et al., AAAI 2017), our reimplementation.
+
+What they share (input checks, the ``ShallowEstimator`` base, the k-NN search) is in ``base``.
 """
 
 from retdm.shallow.c2ae import C2AE

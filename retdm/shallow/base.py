@@ -24,7 +24,6 @@ from torch import Tensor
 from retdm.distances import pairwise_euclidean_distance
 from retdm.errors import ConfigError, DataError
 
-TIE_BREAK = "equal distance -> lower training index first"
 _BLOCK_ELEMS = 1 << 24  # distances per cdist block (64 MiB of float32)
 
 

@@ -63,10 +63,9 @@ def pull(checkout: Path) -> subprocess.CompletedProcess:
 def test_the_deployment_pulls_its_branch_first_and_never_overwrites_local_edits(tmp_path):
     """The pull step runs infra/pull.sh in the checkout: a fast-forward to the branch's upstream;
     local edits that the update would touch stop the run and stay as they were."""
-    (step_dir, step_pull) = (list(step) for step in raw_pull_steps())
-    assert step_dir == ["prefect.deployments.steps.set_working_directory"]
-    assert step_pull == ["prefect.deployments.steps.run_shell_script"]
-    assert raw_pull_steps()[1]["prefect.deployments.steps.run_shell_script"]["script"] == "sh infra/pull.sh"
+    step_dir, step_pull = yaml.safe_load((ROOT / "infra/prefect.yaml").read_text())["pull"]
+    assert list(step_dir) == ["prefect.deployments.steps.set_working_directory"]
+    assert step_pull == {"prefect.deployments.steps.run_shell_script": {"script": "sh infra/pull.sh"}}
 
     origin, checkout = tmp_path / "origin", tmp_path / "checkout"
     origin.mkdir()
@@ -97,7 +96,3 @@ def test_the_deployment_pulls_its_branch_first_and_never_overwrites_local_edits(
     git(tmp_path, "init", "-q", "-b", "main", str(alone))
     as_is = pull(alone)
     assert as_is.returncode == 0 and "has no upstream branch" in as_is.stdout
-
-
-def raw_pull_steps() -> list[dict]:
-    return yaml.safe_load((ROOT / "infra/prefect.yaml").read_text())["pull"]
