@@ -12,7 +12,9 @@ How many stages run at once follows from the threads each stage computes with (`
 in params.yaml, a method's or dataset's own ``threads``; 0: all cores): a Prefect global
 concurrency limit, ``retdm-cores-<host>``, holds as many slots as this machine has cores, and
 each stage holds as many of them as it has threads (``pipelines.schedule.threads_of_stage``)
-while DVC runs it. Two flows on one machine share the limit. Running more would only make the
+while DVC runs it; a flow that runs one stage at a time holds its largest stage's slots for its
+whole run instead (one lease: taking one costs about 2 s on the local server). Two flows on one
+machine share the limit. Running more would only make the
 stages fight over the cores, and the threads cannot be lowered behind the user's back: the last
 bits of a trained model depend on them, and ``dvc.lock`` must end as after ``dvc repro``. On 16
 cores, ``train: {threads: 4}`` runs four stages at once; ``methods: {bce: {threads: 0}}`` beside
@@ -23,8 +25,10 @@ slot. A waiting stage asks again within the server's setting
 ``PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS`` (Prefect's default: 30 s;
 2 s on the temporary server of ``python -m pipelines.flows`` and in infra/docker-compose.yml).
 
-Whether a stage ran comes from DVC: ``dvc status --json <stage>`` before it (after a pull); a
-stage it finds up to date is not run again.
+Whether a stage runs comes from DVC's ``dvc status --json``: asked once for every selected stage
+when the flow starts, and asked again for a stage only when something could have changed its
+answer since (it pulled outputs from a remote, or a stage upstream of it ran). A stage up to date
+is not run again; one out of date is run, and recorded as run.
 
 Run: ``python -m pipelines.flows [--datasets synthetic] [--methods bce retdm] [--runner dask
 --workers 2] [--remote /path/or/name]`` (``--help`` explains each); a deployment with a nightly
@@ -132,8 +136,8 @@ def retry_transient(task, task_run, state) -> bool:
     return True
 
 
-def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, list[str]]:
-    """Run ``dvc --wait-for-lock <args>`` in ``root``, logging its output live.
+def run_dvc(root: str, env: dict[str, str] | None, *args: str, log: bool = True) -> tuple[int, list[str]]:
+    """Run ``dvc --wait-for-lock <args>`` in ``root``, logging its output live (unless not ``log``).
 
     Returns:
         The exit status and the last 30 lines of output.
@@ -144,14 +148,15 @@ def run_dvc(root: str, env: dict[str, str] | None, *args: str) -> tuple[int, lis
     tail: list[str] = []
     for line in proc.stdout:  # live, so a long training stage shows progress in the Prefect UI
         line = line.rstrip()
-        if line and "\r" not in line:
+        if log and line and "\r" not in line:
             logger.info(line)
         tail = (tail + [line])[-30:]
     return proc.wait(), tail
 
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="{stage}")
-def run_stage(stage: str, root: str, remote: str | None = None, restorable: list[str] | None = None,
+def run_stage(stage: str, root: str, stale: bool = True, upstream: list[dict[str, Any]] | None = None,
+              remote: str | None = None, restorable: list[str] | None = None,
               flow_env: dict[str, str | None] | None = None, threads: int = 1,
               cores_limit: str | None = None) -> dict[str, Any]:
     """``dvc repro --single-item <stage>`` when ``dvc status`` finds it out of date; DVC runs it
@@ -160,6 +165,9 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
     Args:
         stage: the DVC stage name.
         root: the repository root (the checkout every worker shares).
+        stale: whether ``dvc status`` found the stage out of date when the flow started. Asked
+            again only after a pull, or when a stage in ``upstream`` ran.
+        upstream: the records of the stages it depends on that ran before it in this flow.
         remote: a DVC remote to pull the stage's outputs from when they are missing, and to push
             them to afterwards; None for neither.
         restorable: the stage's cached outputs if ``dvc.lock`` had an entry for it when the flow
@@ -182,7 +190,9 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
     if pulled:  # a pull that finds nothing leaves the outputs missing, and repro recomputes them
         dvc_or_fail(root, env, f"dvc pull of stage {stage} from remote {remote!r}",
                     "pull", "--allow-missing", "-r", remote, stage)
-    ran, held = stage_out_of_date(root, env, stage), None
+    if pulled or not stale and any(record["ran"] for record in upstream or []):
+        stale = stage in out_of_date(root, env, [stage])
+    ran, held = stale, None
     if ran:
         with concurrency(cores_limit, occupy=threads, strict=True) if cores_limit else contextlib.nullcontext():
             held = [time.time()]
@@ -198,52 +208,58 @@ def run_stage(stage: str, root: str, remote: str | None = None, restorable: list
             "held": held, "worker": where_running(), "pulled": pulled}
 
 
-def dvc_or_fail(root: str, env: dict[str, str] | None, what: str, *args: str) -> list[str]:
+def dvc_or_fail(root: str, env: dict[str, str] | None, what: str, *args: str, log: bool = True) -> list[str]:
     """``run_dvc``; its last lines, or RuntimeError naming ``what`` failed with them."""
-    code, tail = run_dvc(root, env, *args)
+    code, tail = run_dvc(root, env, *args, log=log)
     if code:
         raise RuntimeError(f"{what} failed (exit {code}):\n" + "\n".join(tail))
     return tail
 
 
-def stage_out_of_date(root: str, env: dict[str, str] | None, stage: str) -> bool:
-    """Whether ``dvc status --json <stage>`` reports the stage changed (deps, params, outs or
-    command); ``{}`` when it is up to date."""
-    tail = dvc_or_fail(root, env, f"dvc status of stage {stage}", "status", "--json", stage)
+def out_of_date(root: str, env: dict[str, str] | None, stages: list[str]) -> set[str]:
+    """Those of ``stages`` that ``dvc status --json`` reports changed (deps, params, outs or
+    command), asked in one call."""
+    tail = dvc_or_fail(root, env, f"dvc status of {len(stages)} stage(s)", "status", "--json", *stages,
+                       log=False)
     report = next((line for line in reversed(tail) if line.startswith("{")), None)
     if report is None:
-        raise RuntimeError(f"dvc status --json {stage} printed no JSON:\n" + "\n".join(tail))
-    return bool(json.loads(report))
+        raise RuntimeError("dvc status --json printed no JSON:\n" + "\n".join(tail))
+    return set(json.loads(report))
+
+
+def limit_name() -> str:
+    """The name of this machine's cores limit: ``retdm-cores-<host>``."""
+    return f"retdm-cores-{socket.gethostname()}"
 
 
 def machine_cores_limit(cores: int) -> str:
     """The global concurrency limit of this machine's ``cores``, created (or resized) on the
-    flow's Prefect server; its name, ``retdm-cores-<host>``."""
-    name = f"retdm-cores-{socket.gethostname()}"
+    flow's Prefect server; its name (``limit_name``)."""
+    name = limit_name()
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, cores)
     return name
 
 
-def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, remote: str | None,
+def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, stale: list[str], remote: str | None,
                   restorable: dict[str, list[str]], threads: dict[str, int], cores_limit: str | None,
                   on_dask: bool = False) -> list[dict[str, Any]]:
     """Submit one ``run_stage`` per stage (in ``run_order``) to the current flow's task runner,
-    each waiting for its upstream stages and holding ``threads[stage]`` slots of ``cores_limit``
-    while it runs; ``on_dask``, each with a Dask priority by that order (which stage a free
-    worker takes); wait for all. Returns their results in that order (upstream first)."""
+    each told whether it is in ``stale`` (out of date when the flow started), waiting for its
+    upstream stages' records and holding ``threads[stage]`` slots of ``cores_limit`` while it runs;
+    ``on_dask``, each with a Dask priority by that order (which stage a free worker takes); wait
+    for all. Returns their results in that order (upstream first)."""
     flow_env = {key: os.environ.get(key) for key in NANNY_VARIABLES}
     futures: dict[str, PrefectFuture] = {}
     for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
         with dask_priority(len(stages) - i) if on_dask else contextlib.nullcontext():
-            futures[name] = run_stage.submit(name, str(root), remote, restorable.get(name, []), flow_env,
-                                             threads[name], cores_limit,
-                                             wait_for=[futures[d] for d in graph[name] if d in futures])
+            futures[name] = run_stage.submit(name, str(root), name in stale, [futures[d] for d in graph[name] if d in futures],
+                                             remote, restorable.get(name, []), flow_env, threads[name], cores_limit)
     return [futures[name].result() for name in stages]
 
 
 @flow(name="reproduce-stages", log_prints=True)
-def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, remote: str | None,
+def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, stale: list[str], remote: str | None,
                      restorable: dict[str, list[str]], threads: dict[str, int], cores_limit: str | None,
                      on_dask: bool) -> list[dict[str, Any]]:
     """The stages on the task runner this flow is given (``with_options``): as their upstream
@@ -251,7 +267,7 @@ def reproduce_stages(stages: list[str], graph: dict[str, list[str]], root: str, 
     # Task runs on Dask workers report to this flow's Prefect API; without this, a worker process
     # with no PREFECT_API_URL would start a temporary server of its own.
     with temporary_settings(updates={PREFECT_API_URL: str(FlowRunContext.get().client.api_url)}):
-        return submit_stages(stages, graph, Path(root), remote, restorable, threads, cores_limit, on_dask)
+        return submit_stages(stages, graph, Path(root), stale, remote, restorable, threads, cores_limit, on_dask)
 
 
 def publish(root: Path) -> None:
@@ -312,8 +328,14 @@ def reproduce(datasets: list[str] | None = None, methods: list[str] | None = Non
         f"{runner}, at most {size} at once, within the {cores} slots of {cores_limit}"
     logger.info(f"{len(stages)} stages on {where}" + (f", DVC remote {remote_name!r}" if remote_name else ""))
     task_runner = dask_task_runner(size, dask_address) if runner == "dask" else ThreadPoolTaskRunner(size)
-    done = reproduce_stages.with_options(task_runner=task_runner)(
-        stages, graph, str(root_path), remote_name, restorable, threads, cores_limit, runner == "dask")
+    stale = sorted(out_of_date(str(root_path), None, stages))
+    # One stage at a time: the flow holds its largest stage's slots for its whole run (one lease, not one
+    # per stage: an acquisition costs ~2 s on the local server), and only if a stage may run.
+    whole = cores_limit if size == 1 and (stale or remote_name) else None
+    with concurrency(whole, occupy=max(threads.values()), strict=True) if whole else contextlib.nullcontext():
+        done = reproduce_stages.with_options(task_runner=task_runner)(
+            stages, graph, str(root_path), stale, remote_name, restorable, threads,
+            None if size == 1 else cores_limit, runner == "dask")
     if remote_name:
         check_in_sync(root_path, stages, remote_name)
         logger.info(f"dvc status is clean and remote {remote_name!r} holds every cached output")

@@ -2,10 +2,13 @@
 its outputs and lineage, params granularity, a bad label table stopped at `validate`, and the
 Prefect flow leaving the same `dvc.lock` as `dvc repro`."""
 
+import contextlib
+import contextvars
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -249,11 +252,12 @@ def test_editing_a_label_in_the_users_csv_reruns_download_and_what_follows(origi
 
 def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, repro, tmp_path, monkeypatch):
     """The flow on 4 worker threads of a 2-core machine (as the flow sees it), each stage with 1
-    thread: the cores limit lets at most 2 stages run at once, and a second run runs none."""
+    thread: the cores limit lets at most 2 stages run at once, and a second run runs none. After
+    an edit, a third runs what the edit made out of date and what that run changed downstream."""
     from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
-    from pipelines.flows import reproduce
+    from pipelines.flows import limit_name, reproduce
 
     repo = clone(origin, tmp_path / "repo")
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
@@ -262,6 +266,12 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     with prefect_test_harness(server_startup_timeout=90):
         ran = reproduce(root=str(repo), workers=4)
         again = reproduce(root=str(repo), methods=["bce"])
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["evaluate"]["threshold"] = 0.3
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        with another_flow_holding(limit_name(), cores=2, seconds=3) as released:
+            edited = reproduce(root=str(repo), workers=1)  # one at a time: waits for the cores
         with get_client(sync_client=True) as client:
             artifacts = {a.key: a for a in client.read_artifacts()}
             (limit,) = client.read_global_concurrency_limits()
@@ -271,12 +281,42 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     held = [{"started": r["held"][0], "seconds": r["held"][1] - r["held"][0]} for r in ran]
     assert concurrency(held) == 2  # in parallel, never beyond the cores
     assert again and not any(r["ran"] or r["held"] for r in again)  # dvc status: all up to date
-    assert yaml.safe_load((repo / "dvc.lock").read_text()) == yaml.safe_load((repro / "dvc.lock").read_text())
-    assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
+    assert lock == yaml.safe_load((repro / "dvc.lock").read_text())
+    # The stages that read the threshold run, and those downstream that only read what they change:
+    # compare (the evaluations) and sweep@… (the sweep points), out of date only once those ran.
+    reads = {s for s, entry in lock["stages"].items() if "evaluate" in entry.get("params", {}).get("params.yaml", {})}
+    rereads = {"compare", *(s for s in stages if s.startswith("sweep@"))}
+    assert {s for s in stages if s.startswith(("evaluate@", "sweep_point@"))} | {"report"} <= reads
+    assert not reads & rereads and {r["stage"] for r in edited if r["ran"]} == reads | rereads
+    assert min(r["held"][0] for r in edited if r["ran"]) >= released[0]
+    assert json.loads(sh(repo, "dvc", "status", "--json", "report").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
     assert [r["method"] for r in rows if r.get("source", "ours") == "ours"] == METHODS
     assert "## synthetic" in artifacts["retdm-comparison-report"].data
     assert "reports/index.html" in artifacts["retdm-report"].data
+
+
+@contextlib.contextmanager
+def another_flow_holding(limit: str, cores: int, seconds: float):
+    """A thread holding ``cores`` slots of ``limit`` for ``seconds`` from when this enters; yields
+    a list that gets the time it starts to release them."""
+    from prefect.concurrency.sync import concurrency
+
+    acquired, released = threading.Event(), []
+
+    def hold() -> None:
+        with concurrency(limit, occupy=cores, strict=True):
+            acquired.set()
+            time.sleep(seconds)
+            released.append(time.time())
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(hold,))
+    thread.start()
+    assert acquired.wait(60)
+    try:
+        yield released
+    finally:
+        thread.join()
 
 
 def test_only_failures_on_bad_input_are_not_retried():
