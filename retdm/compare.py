@@ -6,7 +6,9 @@ averaged, and their standard deviation and count are kept beside the mean.
 
 Beside our rows stand the paper's (Tables II-V, shipped as ``retdm/reference/paper_tables.csv``;
 see :func:`paper_table`), marked ``source == "paper"``. A paper row whose printed F1 cannot be
-the harmonic mean of its own printed P and R is flagged (:func:`f1_consistent`).
+the harmonic mean of its own printed P and R is flagged (:func:`f1_consistent`), and so is one
+whose Hamming loss is not what its own O-P, O-R and the dataset's labels per image imply
+(:func:`hamming_mismatch`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ FLAG_NOTE = (f"{FLAG_MARK.strip()} The paper's F1 in the marked cell is not the 
              " it is shown as printed. On one of our rows, ⚠ means that in some seed F1 was not the harmonic"
              " mean of that seed's P and R.")
 _EPS = 1e-9  # float slack on the rounding bounds, so a value exactly on a bound passes
+# Labels per image and number of labels of each paper dataset, as the paper states them (section
+# IV-A, Table I): what a paper row's Hamming loss must agree with, given its O-P and O-R.
+PAPER_LABEL_STATS = {"scene": (1.24, 5), "mirflickr": (8.94, 24), "coco": (2.9, 80)}
+CARDINALITY_SLACK = 0.1  # a random 20% test split's labels per image: within ±10% of the whole dataset's
+HAMMING_DECIMALS = 4  # the paper prints Hamming loss with 4 decimals
+HAMMING_MARK = " ‡"
+HAMMING_NOTE = (f"{HAMMING_MARK.strip()} The paper's Hamming loss in the marked cell is not what its own O-P and O-R"
+                " imply with the labels per image c and the M labels it states for the dataset (section IV-A):"
+                " (FP + FN)/(N·M) = c/M·(1 − O-R + O-R·(1 − O-P)/O-P), even allowing the printed values their"
+                f" rounding and the test split's c ±{CARDINALITY_SLACK:.0%} of the whole dataset's; it is shown"
+                " as printed.")
 
 
 def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
@@ -184,6 +197,37 @@ def f1_mismatch(table: pd.DataFrame, decimals: int = F1_DECIMALS) -> pd.DataFram
     return pd.DataFrame(out, index=table.index)
 
 
+def implied_hamming_loss(op: np.ndarray, recall: np.ndarray, cardinality: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Hamming loss (FP + FN)/(N·M) from overall precision O-P, overall recall O-R, the labels per
+    image c and the number of labels M, elementwise: TP/N = O-R·c, FN/N = (1 − O-R)·c and
+    FP/N = (TP/N)·(1 − O-P)/O-P, so HL = c/M·(1 − O-R + O-R·(1 − O-P)/O-P)."""
+    op, recall = np.asarray(op, dtype=np.float64), np.asarray(recall, dtype=np.float64)
+    return np.asarray(cardinality) / np.asarray(labels) * (1 - recall + recall * (1 - op) / op)
+
+
+def hamming_mismatch(table: pd.DataFrame) -> pd.Series:
+    """Per row, whether its printed ``hamming_loss`` cannot be what its printed ``OP`` and ``OR``
+    imply on its ``dataset`` (:func:`implied_hamming_loss`, with ``PAPER_LABEL_STATS``).
+
+    O-P and O-R are allowed ±½·10^-3 (3 printed decimals), the labels per image of the test split
+    ±``CARDINALITY_SLACK`` of the dataset's, the Hamming loss ±½·10^-4. The implied loss rises in c
+    and falls in O-P, and is monotone in O-R, so over that box its range is spanned by the box's
+    corners. A dataset the paper gives no statistics for, or a missing value, never mismatches.
+
+    Returns:
+        (N,) bool Series on ``table``'s index.
+    """
+    known = table["dataset"].isin(list(PAPER_LABEL_STATS))
+    stats = np.array([PAPER_LABEL_STATS.get(d, (np.nan, np.nan)) for d in table["dataset"]]).reshape(-1, 2)
+    half = 0.5 * 10.0 ** -F1_DECIMALS
+    corners = [implied_hamming_loss(table["OP"].to_numpy(dtype=np.float64) + dp,
+                                    table["OR"].to_numpy(dtype=np.float64) + dr, stats[:, 0] * (1 + dc), stats[:, 1])
+               for dp in (-half, half) for dr in (-half, half) for dc in (-CARDINALITY_SLACK, CARDINALITY_SLACK)]
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)  # (N,) each
+    loss, slack = table["hamming_loss"].to_numpy(dtype=np.float64), 0.5 * 10.0 ** -HAMMING_DECIMALS
+    return pd.Series(known.to_numpy() & ((loss + slack < low - _EPS) | (loss - slack > high + _EPS)), index=table.index)
+
+
 def f1_consistent(table: pd.DataFrame, decimals: int = F1_DECIMALS) -> pd.Series:
     """True for a row whose C-F1 and O-F1 both agree with its own P and R within the rounding of
     ``decimals`` printed decimals (tolerance derived in :func:`f1_mismatch`)."""
@@ -194,16 +238,17 @@ def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Our rows with the paper's beside them, for the datasets in ``ours`` that the paper reports.
 
     Per dataset: each of our rows, followed by the paper's row of the same method; then the
-    paper's other methods in the paper's order. Adds ``source`` ("ours" / "paper") and
+    paper's other methods in the paper's order. Adds ``source`` ("ours" / "paper"),
     ``f1_flag``: for paper rows ``not f1_consistent`` (printed values, with their rounding); our
     rows keep the per-seed flag of :func:`comparison_table` (False when ``ours`` has none): a
-    mean over seeds is not the harmonic mean of the mean P and R, so ours are checked per seed.
-    ``seeds`` becomes nullable (``<NA>`` on paper rows).
+    mean over seeds is not the harmonic mean of the mean P and R, so ours are checked per seed;
+    and ``hamming_flag``: for paper rows :func:`hamming_mismatch`, False for ours (computed from
+    the same counts as their P and R). ``seeds`` becomes nullable (``<NA>`` on paper rows).
     """
     ours = ours.reset_index(drop=True)
-    ours = ours.assign(source="ours", f1_flag=ours["f1_flag"] if "f1_flag" in ours else False)
+    ours = ours.assign(source="ours", f1_flag=ours.get("f1_flag", False), hamming_flag=False)
     paper = paper[paper["dataset"].isin(set(ours["dataset"]))].reset_index(drop=True)
-    paper = paper.assign(f1_flag=~f1_consistent(paper))
+    paper = paper.assign(f1_flag=~f1_consistent(paper), hamming_flag=hamming_mismatch(paper))
     slot = {(d, m): 2 * i for i, (d, m) in enumerate(zip(ours["dataset"], ours["method"]))}
     position = {d: i for i, d in enumerate(ours["dataset"].unique())}
     ours["_slot"] = range(0, 2 * len(ours), 2)
@@ -248,6 +293,8 @@ def _section(dataset: str, rows: pd.DataFrame, paper_datasets: set[str]) -> list
                 cell = f"**{cell}**"
             if flagged and m in F1_PARTS and mismatch.at[index, m]:
                 cell += FLAG_MARK
+            if m == "hamming_loss" and row["hamming_flag"]:
+                cell += HAMMING_MARK
             cells.append(cell)
         lines.append(f"| {_method_cell(row['method'], paper, flagged)} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -255,9 +302,11 @@ def _section(dataset: str, rows: pd.DataFrame, paper_datasets: set[str]) -> list
 
 def comparison_markdown(table: pd.DataFrame) -> str:
     """The table in the paper's layout, one section per dataset. The best value per column among
-    our rows is bold; the paper's rows are marked "(paper)", and ⚠ marks a paper row (and its
-    cell) whose F1 is not the harmonic mean of its P and R, explained in a footnote."""
-    table = table.assign(source=table.get("source", "ours"), f1_flag=table.get("f1_flag", False))
+    our rows is bold; the paper's rows are marked "(paper)", ⚠ marks a paper row (and its cell)
+    whose F1 is not the harmonic mean of its P and R, and ‡ a paper Hamming loss that its own
+    O-P and O-R do not imply, each explained in a footnote."""
+    table = table.assign(source=table.get("source", "ours"), f1_flag=table.get("f1_flag", False),
+                         hamming_flag=table.get("hamming_flag", False))
     lines = ["# Comparison", "", INTRO, ""]
     if (table["source"] == "paper").any():
         lines += [PAPER_NOTE, ""]
@@ -266,6 +315,8 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         lines += _section(dataset, rows, paper_datasets)
     if table["f1_flag"].any():
         lines += [FLAG_NOTE, ""]
+    if table["hamming_flag"].any():
+        lines += [HAMMING_NOTE, ""]
     return "\n".join(lines)
 
 

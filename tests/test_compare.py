@@ -3,12 +3,14 @@
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import retdm.compare as cmp
 from retdm.evaluate import metrics_frame
 from retdm.methods import METHODS
+from retdm.metrics import evaluate
 from retdm.provenance import write_parquet
 
 CITED = {"CNN-Softmax", "CNN-RNN", "CNN-WARP"}  # Table IV cites their P/R/F1 only
@@ -73,6 +75,35 @@ def test_f1_flag_on_the_papers_own_rows():
         ("scene", "center_loss"), ("mirflickr", "center_loss"), ("scene", "bce"), ("coco", "CNN-WARP")}
 
 
+def test_implied_hamming_loss_is_the_hamming_loss_of_the_counts_behind_op_and_or():
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 7)) < 0.3).astype(int)
+    scores = np.clip(y * 0.4 + rng.random(y.shape) * 0.7, 0, 1)  # informative, with errors both ways
+    m = evaluate(y, scores)
+    implied = cmp.implied_hamming_loss(m["OP"], m["OR"], y.sum(1).mean(), y.shape[1])
+    assert implied == pytest.approx(m["hamming_loss"], rel=1e-12) and 0.05 < m["hamming_loss"] < 0.5
+
+
+def test_hamming_flag_allows_rounding_and_the_test_splits_labels_per_image():
+    c, labels = cmp.PAPER_LABEL_STATS["scene"]
+    exact = float(cmp.implied_hamming_loss(0.9, 0.8, c, labels))  # 0.0551
+    rows = pd.DataFrame({"dataset": ["scene"] * 5 + ["synthetic"], "OP": 0.9, "OR": 0.8,
+                         "hamming_loss": [round(exact, 4), round(exact * 1.08, 4), round(exact * 1.3, 4),
+                                          round(exact * 0.7, 4), np.nan, 0.9]})
+    assert cmp.hamming_mismatch(rows).tolist() == [False, False, True, True, False, False]
+
+
+def test_hamming_flag_on_the_papers_own_rows():
+    """Every Hamming loss the paper prints is far from what its own O-P, O-R and stated labels per
+    image imply: scene's RETDM 0.1217 against 0.057, coco's 0.3295 against 0.019."""
+    paper = cmp.paper_table()
+    flagged = cmp.hamming_mismatch(paper)
+    assert flagged[paper["hamming_loss"].notna()].all() and not flagged[paper["hamming_loss"].isna()].any()
+    retdm = paper[(paper["method"] == "retdm") & (paper["dataset"] == "scene")].iloc[0]
+    implied = cmp.implied_hamming_loss(retdm["OP"], retdm["OR"], *cmp.PAPER_LABEL_STATS["scene"])
+    assert retdm["hamming_loss"] == 0.1217 and 0.055 < implied < 0.058
+
+
 def scene_metrics(tmp_path, methods=("bce", "retdm", "asl")):
     """One metrics file per (dataset, method), values below the paper's so 'best' is tested."""
     paths = []
@@ -100,6 +131,7 @@ def test_compare_puts_the_papers_row_right_after_ours(tmp_path):
     written = pd.read_parquet(out / "comparison.parquet")
     assert {"source", "f1_flag", "seeds", "CF1_std"} <= set(written.columns)
     assert written["f1_flag"].dtype == bool and not written.loc[written["source"] == "ours", "f1_flag"].any()
+    assert written["hamming_flag"].tolist() == (written["source"] == "paper").tolist()  # all the paper's scene rows
     assert written.loc[written["source"] == "paper", "seeds"].isna().all()
     assert (pd.read_parquet(out / "metrics.parquet")["dataset"].isin({"scene", "synthetic"})).all()
 
@@ -111,6 +143,8 @@ def test_markdown_marks_paper_rows_flags_and_bolds_only_ours(tmp_path):
     assert "retdm (paper)" in lines and "bce (paper) ⚠" in lines and "lmmo_knn (paper) ⚠" in lines
     assert "| 0.883 ⚠ |" in lines["bce (paper) ⚠"]  # its O-F1, not its consistent C-F1
     assert cmp.FLAG_NOTE in text and text.count(cmp.FLAG_NOTE) == 1
+    assert "| 0.1217 ‡ |" in lines["retdm (paper)"] and cmp.HAMMING_NOTE in text  # the paper's, never ours
+    assert not any("‡" in line for name, line in lines.items() if "(paper)" not in name)
     assert not any("**" in line for name, line in lines.items() if "(paper)" in name)
     assert "**0.6000**" in lines["retdm"]  # best C-F1 among ours, though the paper's is higher
     synthetic = text.split("## synthetic")[1]

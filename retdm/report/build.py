@@ -55,7 +55,8 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
                          **{m: row[f"{m}_std"] for m in TABLE_METRICS}, "reference": True})
         if row["method"] in paper.index:
             ref = paper.loc[row["method"]]
-            rows.append({"method": row["method"] + (" ⚠" if ref["f1_flag"] else ""), "row": "paper",
+            marks = (" ⚠" if ref["f1_flag"] else "") + (" ‡" if ref.get("hamming_flag", False) else "")
+            rows.append({"method": row["method"] + marks, "row": "paper",
                          **{m: ref[m] for m in TABLE_METRICS}, "reference": True})
             rows.append({"method": row["method"], "row": "Δ ours − paper",
                          **{m: row[m] - ref[m] for m in TABLE_METRICS}, "reference": True})
@@ -84,7 +85,9 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
     best = {METRIC_LABELS.get(m, m): "min" if m in LOWER_IS_BETTER else "max" for m in TABLE_METRICS}
     blocks: list = [
         Text(f"Test split, prediction at score ≥ {threshold}; ↓ lower is better. Bold: our best per column. "
-             "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding)."),
+             "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding). "
+             "‡: the paper's Hamming loss is not what its own O-P, O-R and the labels per image it states imply "
+             "(see reports/comparison.md)."),
         Table(comparison_rows(table, dataset), highlight=best),
     ]
     gains = verdicts(long, dataset) if long is not None else pd.DataFrame()
