@@ -26,7 +26,7 @@ from retdm.methods import FEATURE_STAGES, METHODS
 PARAMS_FILE = Path("params.yaml")
 # The params.yaml groups whose methods dvc.yaml trains with one kind of stage each.
 METHOD_GROUPS = {"retdm_variants": ("pretrain", "embed", "finetune"), "deep_baselines": ("pretrain", "finetune"),
-                 "feature_methods": FEATURE_STAGES}
+                 "probes": ("probe",), "feature_methods": FEATURE_STAGES}
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:

@@ -138,6 +138,7 @@ class TrainConfig:
     pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=12))
     embed: StageConfig = field(default_factory=lambda: StageConfig(epochs=4))
     finetune: StageConfig = field(default_factory=lambda: StageConfig(epochs=6))
+    probe: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, min_lr=0.001))  # linear_probe's only stage
     estimator: dict[str, Any] = field(default_factory=dict)  # a feature method's options, e.g. {k: 10}
 
     def validate(self) -> "TrainConfig":
@@ -149,7 +150,7 @@ class TrainConfig:
                  "auto, cpu, cuda or cuda:<index>")
         _require(isinstance(self.estimator, dict), "estimator", self.estimator, "a mapping of options")
         _require(self.threads >= 0, "threads", self.threads, ">= 0 (0: all cores)")
-        for name in ("pretrain", "embed", "finetune"):
+        for name in ("pretrain", "embed", "finetune", "probe"):
             getattr(self, name).validate(name)
         return self
 

@@ -84,6 +84,11 @@ _register(Method("asl", ("pretrain", "finetune"), "Ridnik et al., ICCV 2021",
 _register(Method("center_loss", ("pretrain", "finetune"), "Wen et al., ECCV 2016 (paper's CL)",
                  {"center": 0.01, "alpha": 0.0, "beta": 0.0}),
           "BCE + a center per label pulling each image to its positive labels' centers (paper's CL)")
+# The floor: the ImageNet backbone as it is, frozen, and a linear BCE head on its pooled features.
+# Every fine-tuned method must beat it; one that does not has a broken recipe (it lost what the
+# backbone knew). Only for a pretrained backbone (the synthetic `cpu` profile has none).
+_register(Method("linear_probe", ("probe",), "Kumar et al., ICLR 2022 (LP)"),
+          "the pretrained backbone frozen, a linear BCE head on its pooled features (the floor)")
 # The feature methods learn on the BCE backbone's embeddings: the same representation, split
 # and labels as the deep rows. Each estimator's module states where it deviates from its paper.
 _register(Method("mlknn", FEATURE_STAGES, "Zhang & Zhou, Pattern Recognition 2007", estimator="MLkNN"),

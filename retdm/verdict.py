@@ -25,6 +25,10 @@ COMPARISONS = (
     ("retdm_oneway", "bce_ft", "the equal-epochs control"),
     ("retdm_oneway", "bce", "the BCE pretrain"),
     ("retdm", "retdm_oneway", "one-way RETDM (the paper's Table V)"),
+    # The floor: the frozen pretrained backbone with a linear head. A fine-tuned method that does
+    # not beat it lost what the backbone knew (its recipe is broken, not the method).
+    *((method, "linear_probe", "the linear probe (the floor)")
+      for method in ("bce", "bce_ft", "retdm", "retdm_oneway", "asl", "center_loss")),
 )
 VERDICT_METRICS = ("average_precision", "mAP", "CF1", "OF1", "one_error", "ranking_loss")
 COLUMNS = ["dataset", "method", "control", "metric", "seeds", "gains", "mean", "std", "wins", "p_sign", "p_t", "clear"]

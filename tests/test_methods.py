@@ -31,11 +31,17 @@ def small(tmp_path_factory):
     return table, root / "runs"
 
 
+# The linear probe needs pretrained features: EfficientNet-Lite0's ImageNet weights (they ship locally).
+PROBE = {"model.backbone": "efficientnet_lite0", "model.pretrained": True, "probe.epochs": 3}
+
+
 def method_config(name: str):
-    """SMALL, with the estimator's epochs only for the estimators that train by epochs."""
+    """SMALL, with the estimator's epochs only for the estimators that train by epochs (and PROBE
+    for the linear probe)."""
     spec = METHODS.get(name)
     takes_epochs = spec.estimator is not None and "epochs" in spec.estimator_class().__init__.__kwdefaults__
-    return load_config("cpu", {k: v for k, v in SMALL.items() if takes_epochs or not k.startswith("estimator")})
+    own = PROBE if name == "linear_probe" else {}
+    return load_config("cpu", {k: v for k, v in SMALL.items() if takes_epochs or not k.startswith("estimator")} | own)
 
 
 @pytest.mark.parametrize("name", METHODS.names())

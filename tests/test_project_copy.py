@@ -57,6 +57,6 @@ def test_every_training_stage_depends_on_the_files_that_resolve_its_config():
     training = {name: stage for name, stage in stages.items()
                 if stage["cmd"].startswith(("python -m pipelines.train", "python -m pipelines.sweep ${item.dataset} "
                                             "${item.seed} ${item.alpha}"))}
-    assert set(training) == {"pretrain", "embed", "finetune", "finetune_baseline", "fit", "sweep_point"}
+    assert set(training) == {"pretrain", "embed", "finetune", "finetune_baseline", "probe", "fit", "sweep_point"}
     assert {name: sorted(config - set(stage["deps"])) for name, stage in training.items()} == \
         {name: [] for name in training}

@@ -63,3 +63,7 @@ def test_verdicts_name_the_control_first_and_skip_methods_that_did_not_run():
     pairs = list(dict.fromkeys(zip(table["method"], table["control"])))
     assert pairs == [("retdm", "bce_ft"), ("retdm", "bce")]  # retdm_oneway did not run
     assert paired_gains(long, "scene", "retdm_oneway", "bce").empty
+    probed = pd.concat([long, long[long["method"] == "bce"].assign(method="linear_probe")])
+    pairs = list(dict.fromkeys(zip(*verdicts(probed, "scene")[["method", "control"]].to_numpy().T)))
+    assert pairs == [("retdm", "bce_ft"), ("retdm", "bce"), ("bce", "linear_probe"), ("bce_ft", "linear_probe"),
+                     ("retdm", "linear_probe")]  # every fine-tuned method that ran, against the floor

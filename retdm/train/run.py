@@ -33,14 +33,15 @@ from retdm.revision import code_revision
 from retdm.train import lock
 from retdm.train.data import build_training_data, check_backbone
 from retdm.train.features import export_features, fit_estimator
-from retdm.train.stages import embed, finetune, pretrain
+from retdm.train.stages import embed, finetune, pretrain, probe
 
-STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune}
+STAGE_FUNCTIONS = {"pretrain": pretrain, "embed": embed, "finetune": finetune, "probe": probe}
 # The config sections each stage's result depends on; a resumed stage must agree on them.
 STAGE_SECTIONS = {
     "pretrain": ("seed", "data", "model", "optim", "pretrain"),
     "embed": ("seed", "data", "model", "optim", "pretrain", "loss", "embed"),
     "finetune": ("seed", "data", "model", "optim", "pretrain", "loss", "embed", "finetune"),
+    "probe": ("seed", "data", "model", "optim", "probe"),
 }
 
 
@@ -101,7 +102,7 @@ def train_method(table_path: str | os.PathLike, out_dir: str | os.PathLike, cfg:
 def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig, method: str,
                   stages: tuple[str, ...], *, progress: bool, on_epoch_end,
                   image_cache: str | os.PathLike | None = None) -> Path:
-    """The network stages (pretrain, embed, finetune) of ``train_method``; ``cfg`` is resolved."""
+    """The network stages (pretrain, embed, finetune, probe) of ``train_method``; ``cfg`` is resolved."""
     spec = METHODS.get(method)
     progress = progress and distributed.world().main
     table = read_label_table(table_path)
@@ -132,8 +133,8 @@ def train_network(table_path: str | os.PathLike, out_dir: Path, cfg: TrainConfig
         record["fingerprint"] = {key: full[key] for key in STAGE_SECTIONS[stage]}
         out = stage_dir(out_dir, method, stage)
         kwargs = {"device": device, "progress": progress, "on_epoch_end": on_epoch_end}
-        if stage == "pretrain":
-            best = pretrain(model, data, cfg, out, record, **kwargs)
+        if spec.stages.index(stage) == 0:  # from the backbone's own weights: pretrain, probe
+            best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, **kwargs)
         else:
             prev = stage_dir(out_dir, method, spec.stages[spec.stages.index(stage) - 1]) / "best.pt"
             best = STAGE_FUNCTIONS[stage](model, data, cfg, out, record, prev, **kwargs)

@@ -1,12 +1,15 @@
-"""The paper's three training stages (end of section III), each a named function.
+"""The paper's three training stages (end of section III), each a named function, and the
+linear probe's one stage.
 
-=========  ===========================  ============================  ======================
-stage      trainable                    frozen                        loss
-=========  ===========================  ============================  ======================
-pretrain   backbone, classifier         label_net, reconstructor      Lcls (α = β = 0)
-embed      label_net, reconstructor     backbone, classifier          α·Jmetric + β·Jrec
-finetune   everything                   nothing                       Lcls + α·Jmetric + β·Jrec
-=========  ===========================  ============================  ======================
+=========  ===============================  ============================  ======================
+stage      trainable                        frozen                        loss
+=========  ===============================  ============================  ======================
+pretrain   backbone, classifier             label_net, reconstructor      Lcls (α = β = 0)
+embed      label_net, reconstructor         backbone, classifier          α·Jmetric + β·Jrec
+finetune   everything                       nothing                       Lcls + α·Jmetric + β·Jrec
+probe      backbone.projection, classifier  the rest (the pretrained      Lcls (α = β = 0)
+                                            trunk, in eval mode)
+=========  ===============================  ============================  ======================
 
 The pretrain model is the BCE baseline. Legend: B batch, M labels, D width, K neighbours.
 """
@@ -40,19 +43,21 @@ from retdm.train.data import TrainingData
 from retdm.train.loop import Batch, StageRun, run_stage
 
 STAGES = ("pretrain", "embed", "finetune")
-TRAINABLE = {
+TRAINABLE = {  # the modules (paths in the model) each stage trains
     "pretrain": ("backbone", "classifier"),
     "embed": ("label_net", "reconstructor"),
     "finetune": ("backbone", "classifier", "label_net", "reconstructor"),
+    "probe": ("backbone.projection", "classifier"),
 }
 
 
 def set_trainable(model: RETDMNet, stage: str) -> list[nn.Module]:
-    """Freeze every parameter group but the stage's; return the trainable modules."""
-    groups = TRAINABLE[stage]
-    for name, module in model.named_children():
-        module.requires_grad_(name in groups)
-    return [getattr(model, name) for name in groups]
+    """Freeze every parameter but those of the stage's modules; return the trainable modules."""
+    model.requires_grad_(False)
+    modules = [model.get_submodule(path) for path in TRAINABLE[stage]]
+    for module in modules:
+        module.requires_grad_(True)
+    return modules
 
 
 @dataclass
@@ -163,6 +168,21 @@ def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
                 on_epoch_end, bank=None, init=None)
 
 
+def probe(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
+          *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
+    """The linear probe: the pretrained backbone frozen (its BatchNorm statistics too), and its
+    projection with the classifier, together one linear map of the pooled trunk features, trained
+    with BCE alone. The floor every fine-tuned method must beat (Kumar et al., ICLR 2022)."""
+    if not cfg.model.pretrained:
+        raise ConfigError(f"method 'linear_probe' trains a linear head on pretrained features, but model.pretrained "
+                          f"is false ({cfg.model.backbone} from random weights): use a profile with pretrained "
+                          f"weights (e.g. lite) or leave linear_probe out of methods")
+    trainable = set_trainable(model, "probe")
+    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None)
+    return _run("probe", model, trainable, objective, data, cfg, out_dir, record, device, progress,
+                on_epoch_end, bank=None, init=None)
+
+
 def embed(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
           init: Path, *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
     """Stage 2: backbone and classifier frozen; train label net + reconstruction with α·J + β·Jrec."""
@@ -213,7 +233,8 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
     if objective.centers is not None:
         extra["centers"] = objective.centers
     used = objective.used_modules()
-    names = {id(getattr(model, n)): n for n in TRAINABLE["finetune"]} | {id(objective.centers): "centers"}
+    names = {id(model.get_submodule(path)): path.split(".")[0] for path in TRAINABLE[stage]}
+    names[id(objective.centers)] = "centers"
     trainable = [m for m in trainable if names[id(m)] in used]  # e.g. Φrec does not train when β = 0
     run = StageRun(
         name=stage, model=model, trainable=trainable, step_loss=objective, fit=data.fit, val=data.val,

@@ -13,6 +13,7 @@ from retdm.errors import ConfigError, TrainingError
 from retdm.neighbours import EmbeddingBank
 from retdm.train import stages
 from retdm.checkpoint import build_model, load_checkpoint
+from retdm.config import load_config
 from retdm.train.data import build_training_data
 from retdm.train.run import train_method
 from retdm.train.stages import TRAINABLE, Objective, fill_bank, set_trainable
@@ -29,7 +30,7 @@ def one_step_grads(tiny_table, tiny_cfg, stage):
     set_trainable(model, stage)
     bank = EmbeddingBank(len(data.fit), tiny_cfg.model.embed_dim)
     fill_bank(model, data, bank, 16, torch.device("cpu"))
-    loss_cfg = tiny_cfg.loss if stage != "pretrain" else type(tiny_cfg.loss)(alpha=0.0, beta=0.0)
+    loss_cfg = tiny_cfg.loss if stage not in ("pretrain", "probe") else type(tiny_cfg.loss)(alpha=0.0, beta=0.0)
     objective = Objective(model, data, loss_cfg, 0.0 if stage == "embed" else 1.0, bank)
     objective.draw_pools(0)
     model.train()
@@ -50,6 +51,45 @@ def test_each_stage_trains_exactly_its_groups(tiny_table, tiny_cfg, stage):
                 assert p.grad.abs().sum() > 0 or "bias" in name and group == "backbone", f"{stage}: {group}.{name} zero grad"
             else:
                 assert not p.requires_grad and p.grad is None, f"{stage}: {group}.{name} should be frozen"
+
+
+def test_the_probe_trains_only_the_backbones_projection_and_the_classifier(tiny_table, tiny_cfg):
+    model = one_step_grads(tiny_table, tiny_cfg, "probe")
+    head = {id(p) for p in [*model.backbone.projection.parameters(), *model.classifier.parameters()]}
+    assert len(head) == 4  # two weights, two biases
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (id(p) in head), name
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == (id(p) in head), name
+
+
+def test_the_linear_probe_keeps_the_pretrained_trunk_as_it_is(tiny_table, tiny_cfg, tmp_path):
+    """The ImageNet trunk's weights and BatchNorm statistics come out of training unchanged."""
+    cfg = load_config("cpu", {**dict_overrides(tiny_cfg), "model.backbone": "efficientnet_lite0",
+                              "model.pretrained": True, "probe.epochs": 1})
+    best = train_method(tiny_table, tmp_path, cfg, "linear_probe", progress=False)
+    assert best == tmp_path / "linear_probe/probe/best.pt"
+    trained = weights(best)
+    torch.manual_seed(cfg.seed)  # as train_method builds it
+    start = build_model(cfg, read_label_table(tiny_table).num_labels).state_dict()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert changed == {"backbone.net._fc.weight", "backbone.net._fc.bias", "classifier.fc.weight", "classifier.fc.bias"}
+    assert any("running_mean" in k for k in start)  # BatchNorm statistics are among the unchanged
+    assert "train_cls" in pd.read_csv(tmp_path / "linear_probe/probe/epochs.csv")
+
+
+def test_the_linear_probe_refuses_a_backbone_without_pretrained_weights(tiny_table, tiny_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="model.pretrained is false"):
+        train_method(tiny_table, tmp_path, tiny_cfg, "linear_probe", progress=False)
+    assert not (tmp_path / "linear_probe/probe/best.pt").exists()
+
+
+def dict_overrides(cfg) -> dict:
+    """``cfg`` as dotted overrides of its profile (every leaf)."""
+    from pipelines.params import dotted
+
+    tree = cfg.to_dict()
+    tree.pop("profile")
+    return dotted(tree)
 
 
 def weights(path):

@@ -66,6 +66,12 @@ class Backbone(nn.Module):
         """
         raise NotImplementedError
 
+    @property
+    def projection(self) -> nn.Module:
+        """The layer of the head that maps the pooled trunk features to D, newly initialised (never
+        pretrained): with the classifier after it, what a linear probe trains."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
         """Embed a batch of images.
 

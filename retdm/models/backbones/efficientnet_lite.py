@@ -31,6 +31,10 @@ class EfficientNetLiteBackbone(Backbone):
         """Stem, MBConv blocks and 1×1 head conv: (B, 3, H, W) → (B, 1280, H/32, W/32)."""
         return self.net.extract_features(x)
 
+    @property
+    def projection(self) -> nn.Module:
+        return self.net._fc
+
     def forward_head(self, feats: Tensor) -> Tensor:
         """Global average pool, dropout, projection: (B, 1280, h, w) → (B, D)."""
         x = torch.flatten(self.net._avg_pooling(feats), 1)  # (B, 1280)

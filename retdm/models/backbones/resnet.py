@@ -44,6 +44,10 @@ class ResNetBackbone(Backbone):
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))  # (B, 64, H/4, W/4)
         return n.layer4(n.layer3(n.layer2(n.layer1(x))))  # (B, C, H/32, W/32)
 
+    @property
+    def projection(self) -> nn.Module:
+        return self.net.fc
+
     def forward_head(self, feats: Tensor) -> Tensor:
         """Global average pool and fc: (B, C, h, w) → (B, D)."""
         return self.net.fc(torch.flatten(self.net.avgpool(feats), 1))  # (B, D)

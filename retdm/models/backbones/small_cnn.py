@@ -60,6 +60,10 @@ class SmallCNN(Backbone):
         """The four stages: (B, 3, H, W) → (B, 256, H/16, W/16)."""
         return self.stages(x)
 
+    @property
+    def projection(self) -> nn.Module:
+        return self.fc
+
     def forward_head(self, feats: Tensor) -> Tensor:
         """Global average pool and projection: (B, 256, h, w) → (B, D)."""
         return self.fc(torch.flatten(self.pool(feats), 1))  # (B, D)

@@ -47,6 +47,11 @@ class VGGBackbone(Backbone):
             fc6, relu6, drop6, nn.Linear(fc7.in_features, embed_dim), relu7, drop7,
         )
 
+    @property
+    def projection(self) -> nn.Module:
+        """fc7 resized to D (fc6 stays pretrained, and relu7 follows it: f_I is relu7, as in the paper)."""
+        return self.classifier[3]
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Conv trunk: (B, 3, H, W) → (B, 512, H/32, W/32)."""
         return self.features(x)
