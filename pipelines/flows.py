@@ -253,8 +253,9 @@ def submit_stages(stages: list[str], graph: dict[str, list[str]], root: Path, st
     futures: dict[str, PrefectFuture] = {}
     for i, name in enumerate(stages):  # upstream first, so every dependency is already submitted
         with dask_priority(len(stages) - i) if on_dask else contextlib.nullcontext():
-            futures[name] = run_stage.submit(name, str(root), name in stale, [futures[d] for d in graph[name] if d in futures],
-                                             remote, restorable.get(name, []), flow_env, threads[name], cores_limit)
+            upstream = [futures[d] for d in graph[name] if d in futures]  # resolved to their records
+            futures[name] = run_stage.submit(name, str(root), name in stale, upstream, remote, restorable.get(name, []),
+                                             flow_env, threads[name], cores_limit)
     return [futures[name].result() for name in stages]
 
 
