@@ -99,6 +99,9 @@ def test_hamming_flag_on_the_papers_own_rows():
     paper = cmp.paper_table()
     flagged = cmp.hamming_mismatch(paper)
     assert flagged[paper["hamming_loss"].notna()].all() and not flagged[paper["hamming_loss"].isna()].any()
+    printed = paper[paper["hamming_loss"].notna()]
+    stats = np.array([cmp.PAPER_LABEL_STATS[d] for d in printed["dataset"]])
+    assert (printed["hamming_loss"] > cmp.implied_hamming_loss(printed["OP"], printed["OR"], *stats.T)).all()  # all above
     retdm = paper[(paper["method"] == "retdm") & (paper["dataset"] == "scene")].iloc[0]
     implied = cmp.implied_hamming_loss(retdm["OP"], retdm["OR"], *cmp.PAPER_LABEL_STATS["scene"])
     assert retdm["hamming_loss"] == 0.1217 and 0.055 < implied < 0.058
