@@ -117,8 +117,8 @@ from pipelines.runners import (
 from pipelines.schedule import parallel_stages, run_order, select, stage_graph, threads_of_stage
 from retdm.errors import ConfigError
 
-TABLE_COLUMNS = ("dataset", "method", "CF1", "OF1", "average_precision", "mAP", "hamming_loss", "ranking_loss",
-                 "one_error", "coverage")
+TABLE_COLUMNS = ("dataset", "method", "threshold", "CF1", "OF1", "average_precision", "mAP", "hamming_loss",
+                 "ranking_loss", "one_error", "coverage")
 
 
 class StageInputError(RuntimeError):

@@ -2,7 +2,10 @@
 
 Input is the long-form metrics of :func:`retdm.evaluate.metrics_frame` (one file per dataset ×
 method, as the pipeline's ``evaluate`` stage writes them). Several seeds of a method are
-averaged, and their standard deviation and count are kept beside the mean.
+averaged, and their standard deviation and count are kept beside the mean. Each method has two
+rows (column ``threshold``): ``fixed``, at the evaluation's one threshold (0.5), which is the
+row compared with the paper's; and ``tuned``, at per-class thresholds tuned on the validation
+part (the evaluate stage's ``metrics_tuned.parquet``), which moves only ``THRESHOLDED`` metrics.
 
 Beside our rows stand the paper's (Tables II-V, shipped as ``retdm/reference/paper_tables.csv``;
 see :func:`paper_table`), marked ``source == "paper"``. A paper row whose printed F1 cannot be
@@ -51,9 +54,18 @@ REFERENCE_COLUMNS = ["table", "dataset", "method", "metric", "value", "note"]
 F1_PARTS = {"CF1": ("CP", "CR"), "OF1": ("OP", "OR")}  # F1 → (precision, recall)
 F1_DECIMALS = 3  # the paper prints P, R and F1 with 3 decimals, the other metrics with 4
 PRF_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")  # printed with F1_DECIMALS
+THRESHOLDED = (*PRF_METRICS, "hamming_loss")  # the table's metrics that depend on the decision threshold
+# Our rows' `threshold`: the evaluation's fixed one (evaluate.threshold, 0.5), or per-class thresholds
+# tuned on the validation part. The paper's rows have none (the paper does not say).
+FIXED, TUNED = "fixed", "tuned"
+TUNED_MARK, SAME_CELL = " (tuned thresholds)", "="
 PAPER_MARK, FLAG_MARK = " (paper)", " ⚠"
 INTRO = ("Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several);"
          " – where a method does not report the metric.")
+TUNED_NOTE = (f"Rows marked{TUNED_MARK}: the same models with per-class thresholds, each tuned to the best F1 on"
+              " the validation part of the training split (never the test split); the comparison with the paper"
+              f" and the bold use the 0.5 rows. {SAME_CELL}: as the row above (the ranking metrics do not depend"
+              " on thresholds).")
 PAPER_NOTE = ("Rows marked (paper) are as printed in the paper (Tables II-IV; coco's one-way RETDM from Table V),"
               f" with P, R and F1 to {F1_DECIMALS} decimals; the paper reports no mAP. Bold marks our best.")
 FLAG_NOTE = (f"{FLAG_MARK.strip()} The paper's F1 in the marked cell is not the harmonic mean 2PR/(P+R) of its"
@@ -94,11 +106,30 @@ def read_metrics(paths: list[str | os.PathLike]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None) -> pd.DataFrame:
-    """Wide table: one row per (dataset, method), columns ``TABLE_METRICS`` (mean over seeds),
-    ``<metric>_std`` (sample std, NaN for one seed), ``seeds`` (how many) and ``f1_flag``: in
-    some seed, C-F1 or O-F1 is not the harmonic mean of that seed's own P and R (to 1e-9). The
-    check is per seed because a mean of F1s is not the harmonic mean of the mean P and R."""
+def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None,
+                     tuned: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Wide table: one row per (dataset, method) and threshold, columns ``TABLE_METRICS`` (mean
+    over seeds), ``<metric>_std`` (sample std, NaN for one seed), ``seeds`` (how many),
+    ``threshold`` (``FIXED`` for ``long``, ``TUNED`` for ``tuned``: the long-form metrics at
+    thresholds tuned on the validation part, whose row follows its method's fixed one) and
+    ``f1_flag``: in some seed, C-F1 or O-F1 is not the harmonic mean of that seed's own P and R
+    (to 1e-9). The check is per seed because a mean of F1s is not the harmonic mean of the mean
+    P and R."""
+    parts = [_seed_summary(long).assign(threshold=FIXED)]
+    if tuned is not None:
+        parts.append(_seed_summary(tuned).assign(threshold=TUNED))
+    table = pd.concat(parts, ignore_index=True)
+    order = {m: i for i, m in enumerate(method_order or [])}
+    table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
+    table["_threshold"] = table["threshold"].map((FIXED, TUNED).index)
+    table = table.sort_values(["dataset", "_order", "method", "_threshold"])
+    keys = ["dataset", "method", "threshold"]
+    columns = keys + [c for c in parts[0].columns if c not in keys]
+    return table[columns].reset_index(drop=True)
+
+
+def _seed_summary(long: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison_table`'s columns but ``threshold``, for one set of long-form metrics."""
     part = long[long["metric"].isin(TABLE_METRICS)]
     stats = part.groupby(["dataset", "method", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
     mean = stats.pivot(index=["dataset", "method"], columns="metric", values="mean")
@@ -110,9 +141,7 @@ def comparison_table(long: pd.DataFrame, method_order: list[str] | None = None) 
     table = pd.concat([mean.reindex(columns=list(TABLE_METRICS)),
                        std.reindex(columns=[f"{m}_std" for m in TABLE_METRICS]), seeds, flag], axis=1).reset_index()
     table.columns.name = None
-    order = {m: i for i, m in enumerate(method_order or [])}
-    table["_order"] = table["method"].map(lambda m: order.get(m, len(order)))
-    return table.sort_values(["dataset", "_order", "method"]).drop(columns="_order").reset_index(drop=True)
+    return table
 
 
 def reference_csv() -> Any:
@@ -233,6 +262,20 @@ def f1_consistent(table: pd.DataFrame, decimals: int = F1_DECIMALS) -> pd.Series
     return ~f1_mismatch(table, decimals).any(axis=1)
 
 
+def against_paper(means: dict[str, dict[str, float]], dataset: str) -> pd.DataFrame:
+    """Each of our methods against the paper's row of the same method on ``dataset``, metric by
+    metric: ``means`` is ``{method: {metric: mean}}`` (at the fixed threshold). One row per
+    (method, paper metric) both report: ``ours``, ``paper``, ``better`` (strictly, in the metric's
+    direction). Empty when no method has a paper row there."""
+    paper = paper_table()
+    paper = paper[paper["dataset"] == dataset].set_index("method")
+    rows = [{"method": method, "metric": m, "ours": values[m], "paper": paper.at[method, m],
+             "better": bool(values[m] < paper.at[method, m] if m in LOWER_IS_BETTER else values[m] > paper.at[method, m])}
+            for method, values in means.items() if method in paper.index
+            for m in PAPER_METRICS if m in values and pd.notna(paper.at[method, m])]
+    return pd.DataFrame(rows, columns=["method", "metric", "ours", "paper", "better"])
+
+
 def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """Our rows with the paper's beside them, for the datasets in ``ours`` that the paper reports.
 
@@ -242,12 +285,15 @@ def with_paper(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     rows keep the per-seed flag of :func:`comparison_table` (False when ``ours`` has none): a
     mean over seeds is not the harmonic mean of the mean P and R, so ours are checked per seed;
     and ``hamming_flag``: for paper rows :func:`hamming_mismatch`, False for ours (computed from
-    the same counts as their P and R). ``seeds`` becomes nullable (``<NA>`` on paper rows).
+    the same counts as their P and R). ``seeds`` becomes nullable (``<NA>`` on paper rows), and so
+    does ``threshold`` (``FIXED`` where ``ours`` has none; ``None`` on paper rows). A paper row
+    follows the last of our rows of its method (the tuned one, when there is one).
     """
     ours = ours.reset_index(drop=True)
-    ours = ours.assign(source="ours", f1_flag=ours.get("f1_flag", False), hamming_flag=False)
+    ours = ours.assign(source="ours", f1_flag=ours.get("f1_flag", False), hamming_flag=False,
+                       threshold=ours.get("threshold", FIXED))
     paper = paper[paper["dataset"].isin(set(ours["dataset"]))].reset_index(drop=True)
-    paper = paper.assign(f1_flag=~f1_consistent(paper), hamming_flag=hamming_mismatch(paper))
+    paper = paper.assign(f1_flag=~f1_consistent(paper), hamming_flag=hamming_mismatch(paper), threshold=None)
     slot = {(d, m): 2 * i for i, (d, m) in enumerate(zip(ours["dataset"], ours["method"]))}
     position = {d: i for i, d in enumerate(ours["dataset"].unique())}
     ours["_slot"] = range(0, 2 * len(ours), 2)
@@ -279,23 +325,27 @@ def _section(dataset: str, rows: pd.DataFrame, paper_datasets: set[str]) -> list
         lines += ["The paper does not report this dataset.", ""]
     lines += ["| method | " + " | ".join(HEADERS[m] for m in TABLE_METRICS) + " |",
               "|---|" + "---:|" * len(TABLE_METRICS)]
-    ours = rows[rows["source"] == "ours"]
+    ours = rows[(rows["source"] == "ours") & (rows["threshold"] == FIXED)]
     best = {m: (ours[m].min() if m in LOWER_IS_BETTER else ours[m].max()) for m in TABLE_METRICS}
     mismatch = f1_mismatch(rows)
     for index, row in rows.iterrows():
-        paper, flagged = row["source"] == "paper", bool(row["f1_flag"])
+        paper, flagged, tuned = row["source"] == "paper", bool(row["f1_flag"]), row["threshold"] == TUNED
         cells = []
         for m in TABLE_METRICS:
+            if tuned and m not in THRESHOLDED:
+                cells.append(SAME_CELL)
+                continue
             decimals = F1_DECIMALS if paper and m in PRF_METRICS else 4
             cell = _format(row[m], row.get(f"{m}_std", np.nan), decimals)
-            if not paper and len(ours) > 1 and row[m] == best[m]:
+            if not paper and not tuned and len(ours) > 1 and row[m] == best[m]:
                 cell = f"**{cell}**"
             if flagged and m in F1_PARTS and mismatch.at[index, m]:
                 cell += FLAG_MARK
             if m == "hamming_loss" and row["hamming_flag"]:
                 cell += HAMMING_MARK
             cells.append(cell)
-        lines.append(f"| {_method_cell(row['method'], paper, flagged)} | " + " | ".join(cells) + " |")
+        method = row["method"] + (TUNED_MARK if tuned else "")
+        lines.append(f"| {_method_cell(method, paper, flagged)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -303,12 +353,15 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     """The table in the paper's layout, one section per dataset. The best value per column among
     our rows is bold; the paper's rows are marked "(paper)", ⚠ marks a paper row (and its cell)
     whose F1 is not the harmonic mean of its P and R, and ‡ a paper Hamming loss that its own
-    O-P and O-R do not imply, each explained in a footnote."""
+    O-P and O-R do not imply, each explained in a footnote. A method's tuned-thresholds row shows
+    only the ``THRESHOLDED`` metrics."""
     table = table.assign(source=table.get("source", "ours"), f1_flag=table.get("f1_flag", False),
-                         hamming_flag=table.get("hamming_flag", False))
+                         hamming_flag=table.get("hamming_flag", False), threshold=table.get("threshold", FIXED))
     lines = ["# Comparison", "", INTRO, ""]
     if (table["source"] == "paper").any():
         lines += [PAPER_NOTE, ""]
+    if (table["threshold"] == TUNED).any():
+        lines += [TUNED_NOTE, ""]
     paper_datasets = set(read_reference()["dataset"])
     for dataset, rows in table.groupby("dataset", sort=False):
         lines += _section(dataset, rows, paper_datasets)
@@ -319,43 +372,57 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float | int | None]]]:
+def metrics_summary(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
     """Our rows of a comparison table as ``{dataset: {method: {metric: mean, metric_std: std,
     seeds: n}}}``, the shape ``dvc metrics show`` and ``dvc exp show`` read (std ``None`` for one
-    seed: JSON has no NaN)."""
+    seed: JSON has no NaN). A tuned-thresholds row adds ``tuned: {metric: mean, metric_std: std}``
+    of the ``THRESHOLDED`` metrics to its method."""
     def number(value: Any) -> float | None:
         return None if pd.isna(value) else round(float(value), 6)
 
     ours = table[table.get("source", pd.Series("ours", index=table.index)) == "ours"]
-    out: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for row in ours.itertuples(index=False):
         row = row._asdict()
+        entry = out.setdefault(row["dataset"], {}).setdefault(row["method"], {})
+        if row.get("threshold", FIXED) == TUNED:
+            entry[TUNED] = {k: number(row[k]) for m in THRESHOLDED for k in (m, f"{m}_std")}
+            continue
         values = {m: number(row[m]) for m in TABLE_METRICS}
         values.update({f"{m}_std": number(row[f"{m}_std"]) for m in TABLE_METRICS})
-        out.setdefault(row["dataset"], {})[row["method"]] = {**values, "seeds": int(row["seeds"])}
+        entry.update({**values, "seeds": int(row["seeds"])})
     return out
 
 
 def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLike,
             comparison_out: str | os.PathLike, markdown_out: str | os.PathLike, *,
-            json_out: str | os.PathLike | None = None,
+            json_out: str | os.PathLike | None = None, tuned_paths: list[str | os.PathLike] | None = None,
+            tuned_out: str | os.PathLike | None = None,
             method_order: list[str] | None = None, extra: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Gather the per-method metrics into ``metrics_out`` (long form, ours only),
-    ``comparison_out`` (wide, with the paper's rows beside ours: see :func:`with_paper`),
-    ``markdown_out`` and, when given, ``json_out`` (:func:`metrics_summary`, DVC's metrics file). Both Parquet files record, per input file, its sha256 and its own
-    provenance (checkpoint, data, config), plus the reference file's sha256, the code revision
-    and ``extra``.
+    """Gather the per-method metrics into ``metrics_out`` (long form, ours only, at the fixed
+    threshold), ``comparison_out`` (wide, with the paper's rows beside ours: see
+    :func:`with_paper`), ``markdown_out`` and, when given, ``json_out`` (:func:`metrics_summary`,
+    DVC's metrics file). With ``tuned_paths`` (the same runs' metrics at tuned thresholds) each
+    method gets its tuned row too, and their long form goes to ``tuned_out``. Every Parquet file
+    records, per input file, its sha256 and its own provenance (checkpoint, data, config), plus
+    the reference file's sha256, the code revision and ``extra``.
 
     Returns:
         The comparison table.
     """
+    if (tuned_paths is None) != (tuned_out is None):
+        raise ValueError("compare: give tuned_paths and tuned_out together, or neither")
     long = read_metrics(metrics_paths)
-    table = with_paper(comparison_table(long, method_order), paper_table())
-    inputs = {str(p): {"sha256": file_sha256(p), "provenance": read_provenance(p)} for p in metrics_paths}
+    tuned = read_metrics(tuned_paths) if tuned_paths is not None else None
+    table = with_paper(comparison_table(long, method_order, tuned), paper_table())
+    inputs = {str(p): {"sha256": file_sha256(p), "provenance": read_provenance(p)}
+              for p in [*metrics_paths, *(tuned_paths or [])]}
     reference = {"file": "retdm/reference/paper_tables.csv",
                  "sha256": hashlib.sha256(reference_csv().read_bytes()).hexdigest()}
     info = {"inputs": inputs, "paper_reference": reference, "code_revision": code_revision(), **(extra or {})}
     write_parquet(long, metrics_out, info)
+    if tuned is not None:
+        write_parquet(tuned, tuned_out, info)
     write_parquet(table, comparison_out, info)
     text = comparison_markdown(table)
     atomic_write(Path(markdown_out), lambda tmp: Path(tmp).write_text(text))

@@ -1,12 +1,14 @@
 """Published results: the files every number of README.md comes from, and the README blocks they make.
 
 ``results/published/<name>.json`` is written by ``retdm publish NAME`` from a finished pipeline
-run: the workspace's ``results/metrics.parquet`` (after ``make run``) or a DVC experiment's
-(``--exp``: after ``make scene`` or ``make compare``, which run ``dvc exp run --temp`` and leave the
-workspace as it was; the experiment's ``dvc.lock`` names the file in the DVC cache). It holds,
-per dataset, method and metric, the mean, the sample std and the per-seed values; the paired
-verdicts (``retdm.verdict``); and the lineage: code revision, params, the sha256 of ``dvc.lock``
-and of the metrics file, the machine, the command and its wall time.
+run: the workspace's ``results/metrics.parquet`` and ``results/metrics_tuned.parquet`` (after
+``make run``) or a DVC experiment's (``--exp``: after ``make scene`` or ``make compare``, which run
+``dvc exp run --temp`` and leave the workspace as it was; the experiment's ``dvc.lock`` names the
+files in the DVC cache). It holds, per dataset, method and metric, the mean, the sample std and
+the per-seed values, at the fixed threshold (``results``) and at the thresholds tuned on the
+validation part (``results_tuned``: the ``THRESHOLDED`` metrics); the paired verdicts
+(``retdm.verdict``, at the fixed threshold); and the lineage: code revision, params, the sha256 of
+``dvc.lock`` and of the metrics files, the machine, the command and its wall time.
 
 README.md keeps each published table between ``<!-- published:NAME -->`` and
 ``<!-- /published:NAME -->``. ``retdm publish --readme`` rewrites every block from its file, and
@@ -28,20 +30,21 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from retdm.compare import HEADERS, TABLE_METRICS
+from retdm.compare import HEADERS, TABLE_METRICS, THRESHOLDED, against_paper
 from retdm.errors import DataError
 from retdm.files import atomic_write
 from retdm.verdict import verdict_sentence, verdicts
 
 PUBLISHED = Path("results") / "published"
+METRICS_FILES = ("metrics.parquet", "metrics_tuned.parquet")  # of results/: at the fixed and the tuned thresholds
 BLOCK = re.compile(r"(<!-- published:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /published:(?P=name) -->)", re.S)
 
 
-def summarise(long: pd.DataFrame) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+def summarise(long: pd.DataFrame, metrics: tuple[str, ...] = TABLE_METRICS) -> dict[str, dict[str, dict[str, Any]]]:
     """Long-form metrics → ``{dataset: {method: {metric: {"mean", "std", "seeds": [per seed]}}}}``
-    (std ``None`` for one seed), methods in their order of appearance."""
-    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    part = long[long["metric"].isin(TABLE_METRICS)].sort_values("seed", kind="stable")
+    (std ``None`` for one seed) for ``metrics``, methods in their order of appearance."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    part = long[long["metric"].isin(metrics)].sort_values("seed", kind="stable")
     for (dataset, method, metric), rows in part.groupby(["dataset", "method", "metric"], sort=False):
         values = [round(float(v), 6) for v in rows["value"]]
         std = float(rows["value"].std()) if len(values) > 1 else None
@@ -68,27 +71,32 @@ def experiment_ref(root: Path, name: str) -> str:
     return refs[-1]
 
 
-def run_files(root: str | os.PathLike, exp: str | None = None) -> tuple[bytes, str, str, str]:
-    """(the metrics Parquet's bytes, params.yaml, dvc.lock, the commit of the code that ran) of the
-    workspace or of experiment ``exp`` (its Parquet read from the DVC cache, by the md5 its dvc.lock records)."""
+def run_files(root: str | os.PathLike, exp: str | None = None) -> tuple[dict[str, bytes], str, str, str]:
+    """({name: bytes} of the ``METRICS_FILES``, params.yaml, dvc.lock, the commit of the code that
+    ran) of the workspace or of experiment ``exp`` (its Parquet read from the DVC cache, by the md5
+    its dvc.lock records)."""
     root = Path(root)
     if exp is None:
-        metrics = root / "results" / "metrics.parquet"
         lock = root / "dvc.lock"
-        if not metrics.is_file() or not lock.is_file():
-            raise DataError(f"{metrics}: not found (or no dvc.lock); run the pipeline first (`make run`)")
-        return metrics.read_bytes(), (root / "params.yaml").read_text(), lock.read_text(), \
-            _git(root, "rev-parse", "HEAD").strip()
+        for name in METRICS_FILES:
+            if not (root / "results" / name).is_file() or not lock.is_file():
+                raise DataError(f"{root / 'results' / name}: not found (or no dvc.lock); run the pipeline first "
+                                f"(`make run`)")
+        return {n: (root / "results" / n).read_bytes() for n in METRICS_FILES}, (root / "params.yaml").read_text(), \
+            lock.read_text(), _git(root, "rev-parse", "HEAD").strip()
     ref = experiment_ref(root, exp)
     lock = _git(root, "show", f"{ref}:dvc.lock")
     outs = (yaml.safe_load(lock) or {}).get("stages", {}).get("compare", {}).get("outs", [])
-    md5 = next((o["md5"] for o in outs if o["path"] == "results/metrics.parquet"), None)
-    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:] if md5 else None
-    if cached is None or not cached.is_file():
-        raise DataError(f"experiment {exp!r}: results/metrics.parquet (md5 {md5}) is not in the DVC cache of {root}; "
-                        f"`dvc exp pull` it, or re-run the experiment")
+    files = {}
+    for name in METRICS_FILES:
+        md5 = next((o["md5"] for o in outs if o["path"] == f"results/{name}"), None)
+        cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:] if md5 else None
+        if cached is None or not cached.is_file():
+            raise DataError(f"experiment {exp!r}: results/{name} (md5 {md5}) is not in the DVC cache of {root}; "
+                            f"`dvc exp pull` it, or re-run the experiment")
+        files[name] = cached.read_bytes()
     # The experiment's commit holds its params and dvc.lock; its parent is the code it ran.
-    return cached.read_bytes(), _git(root, "show", f"{ref}:params.yaml"), lock, _git(root, "rev-parse", f"{ref}^").strip()
+    return files, _git(root, "show", f"{ref}:params.yaml"), lock, _git(root, "rev-parse", f"{ref}^").strip()
 
 
 def publish(name: str, root: str | os.PathLike = ".", *, exp: str | None = None, command: str = "",
@@ -99,16 +107,17 @@ def publish(name: str, root: str | os.PathLike = ".", *, exp: str | None = None,
         The written file.
     """
     root = Path(root)
-    metrics, params, lock, commit = run_files(root, exp)
-    long = pd.read_parquet(io.BytesIO(metrics))
+    files, params, lock, commit = run_files(root, exp)
+    long, tuned = (pd.read_parquet(io.BytesIO(files[name])) for name in METRICS_FILES)
     gains = pd.concat([verdicts(long, d) for d in long["dataset"].unique()], ignore_index=True)
     record = {
         "name": name, "command": command, "wall_seconds": None if seconds is None else round(float(seconds)),
         "commit": commit, "experiment": exp, "machine": machine_info(),
         "params": yaml.safe_load(params),
         "dvc_lock_sha256": hashlib.sha256(lock.encode()).hexdigest(),
-        "metrics_sha256": hashlib.sha256(metrics).hexdigest(),
+        "metrics_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
         "results": summarise(long),
+        "results_tuned": summarise(tuned, THRESHOLDED),
         "verdicts": json.loads(gains.to_json(orient="records")),
     }
     return write_record(record, root)
@@ -165,20 +174,45 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min ({seconds:.0f} s)"
 
 
+def _table(methods: dict[str, dict[str, Any]], metrics: tuple[str, ...]) -> list[str]:
+    """Markdown rows of ``{method: {metric: {"mean", "std"}}}``, one column per metric any method has."""
+    metrics = [m for m in metrics if any(m in v for v in methods.values())]
+    lines = ["| method | " + " | ".join(HEADERS.get(m, m) for m in metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for method, values in methods.items():
+        cells = [(f"{values[m]['mean']:.4f}" + (f" ± {values[m]['std']:.4f}" if values[m]["std"] is not None else ""))
+                 if m in values else "–" for m in metrics]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paper_sentence(versus: pd.DataFrame) -> str:
+    """:func:`retdm.compare.against_paper` as one sentence: per method, on how many metrics it
+    beats the paper's row, and which it does not."""
+    parts = []
+    for method, rows in versus.groupby("method", sort=False):
+        behind = [HEADERS[m] for m in rows.loc[~rows["better"], "metric"]]
+        parts.append(f"{method} better on {int(rows['better'].sum())} of {len(rows)}"
+                     + (f" (not on {', '.join(behind)})" if behind else ""))
+    return "Against the paper's row of the same method, metric by metric, at threshold 0.5: " + "; ".join(parts) + "."
+
+
 def render_results(record: dict[str, Any]) -> list[str]:
-    """A run's results: per dataset a table of mean ± std over seeds, and the verdict sentence."""
+    """A run's results: per dataset a table of mean ± std over seeds at threshold 0.5, the
+    label-based metrics at the thresholds tuned on the validation part (when the record has
+    them), and the verdict sentence."""
     lines = []
     for dataset, methods in record["results"].items():
-        metrics = [m for m in TABLE_METRICS if any(m in v for v in methods.values())]
         seeds = max(len(v[m]["seeds"]) for v in methods.values() for m in v)
         lines += [f"**{dataset}**, test split, threshold 0.5, mean ± std over {seeds} seed"
-                  f"{'s' if seeds > 1 else ''} (↓ lower is better):", "",
-                  "| method | " + " | ".join(HEADERS.get(m, m) for m in metrics) + " |",
-                  "|---|" + "---:|" * len(metrics)]
-        for method, values in methods.items():
-            cells = [(f"{values[m]['mean']:.4f}" + (f" ± {values[m]['std']:.4f}" if values[m]["std"] is not None else ""))
-                     if m in values else "–" for m in metrics]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                  f"{'s' if seeds > 1 else ''} (↓ lower is better):", "", *_table(methods, TABLE_METRICS)]
+        tuned = record.get("results_tuned", {}).get(dataset)
+        if tuned:
+            lines += ["", "The same models at per-class thresholds, each tuned to the best F1 on the validation part "
+                      "of the training split (never the test split); the ranking metrics do not depend on "
+                      "thresholds:", "", *_table(tuned, THRESHOLDED)]
+        versus = against_paper({m: {k: v["mean"] for k, v in values.items()} for m, values in methods.items()}, dataset)
+        if len(versus):
+            lines += ["", paper_sentence(versus)]
         gains = pd.DataFrame([v for v in record["verdicts"] if v["dataset"] == dataset])
         if len(gains):
             gains["gains"] = gains["gains"].apply(tuple)

@@ -1,5 +1,6 @@
 """The paper's reference tables, the F1 consistency flag and the comparison beside the paper."""
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -139,6 +140,45 @@ def test_compare_puts_the_papers_row_right_after_ours(tmp_path):
     assert (pd.read_parquet(out / "metrics.parquet")["dataset"].isin({"scene", "synthetic"})).all()
 
 
+def tuned_twins(paths):
+    """Each metrics file's twin at tuned thresholds: C-P, C-R, C-F1 and Hamming loss better, mAP the same."""
+    twins = []
+    for path in paths:
+        frame = pd.read_parquet(path)
+        frame.loc[frame["metric"].isin(["CP", "CR", "CF1"]), "value"] += 0.3
+        frame.loc[frame["metric"] == "hamming_loss", "value"] -= 0.5
+        twin = path.with_name(path.stem + "-tuned.parquet")
+        write_parquet(frame, twin, {})
+        twins.append(twin)
+    return twins
+
+
+def test_each_method_has_a_tuned_thresholds_row_after_its_fixed_one(tmp_path):
+    out, paths = tmp_path / "out", scene_metrics(tmp_path)
+    with pytest.raises(ValueError, match="together"):
+        cmp.compare(paths, out / "m.parquet", out / "c.parquet", out / "c.md", tuned_paths=tuned_twins(paths))
+    table = cmp.compare(paths, out / "metrics.parquet", out / "comparison.parquet", out / "comparison.md",
+                        json_out=out / "metrics.json", tuned_paths=tuned_twins(paths),
+                        tuned_out=out / "metrics_tuned.parquet", method_order=["bce", "retdm", "asl"])
+    scene = table[table["dataset"] == "scene"]
+    assert list(zip(scene["method"], scene["source"], scene["threshold"]))[:5] == [
+        ("bce", "ours", "fixed"), ("bce", "ours", "tuned"), ("bce", "paper", None), ("retdm", "ours", "fixed"),
+        ("retdm", "ours", "tuned")]
+    fixed, tuned = (scene[(scene["method"] == "retdm") & (scene["threshold"] == t)].iloc[0] for t in ("fixed", "tuned"))
+    assert (tuned["CF1"], tuned["hamming_loss"], tuned["mAP"]) == pytest.approx((0.9, 0.4, fixed["mAP"]))
+    assert fixed["CF1"] == pytest.approx(0.6)
+    assert len(pd.read_parquet(out / "metrics_tuned.parquet")) == len(pd.read_parquet(out / "metrics.parquet"))
+    summary = json.loads((out / "metrics.json").read_text())["scene"]["retdm"]
+    assert summary["CF1"] == pytest.approx(0.6) and summary["tuned"]["CF1"] == pytest.approx(0.9)
+    assert "mAP" not in summary["tuned"] and "hamming_loss_std" in summary["tuned"]
+    text = (out / "comparison.md").read_text()
+    lines = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in text.splitlines() if line.startswith("| ")}
+    row = lines["retdm (tuned thresholds)"]
+    assert row[2] == "0.9000" and row[6] == "0.4000" and row[7:] == ["="] * 4 + ["= |"]  # ranking metrics: as above
+    assert lines["retdm"][2] == "**0.6000**"  # bold: the best of the 0.5 rows, though the tuned one is higher
+    assert cmp.TUNED_NOTE in text
+
+
 def test_markdown_marks_paper_rows_flags_and_bolds_only_ours(tmp_path):
     long = pd.concat([pd.read_parquet(p) for p in scene_metrics(tmp_path)])
     text = cmp.comparison_markdown(cmp.with_paper(cmp.comparison_table(long, ["bce", "retdm", "asl"]), cmp.paper_table()))
@@ -174,3 +214,13 @@ def test_our_rows_are_flagged_per_seed_when_f1_is_not_the_harmonic_mean():
             metrics_frame({**good, "CF1": (0.8 + 0.6) / 2}, dataset="d", method="mean_f1", seed=0)]
     table = comparison_table(pd.concat(rows), ["ok", "mean_f1"])
     assert table.set_index("method")["f1_flag"].to_dict() == {"ok": False, "mean_f1": True}
+
+
+def test_against_paper_compares_each_metric_in_its_direction():
+    versus = cmp.against_paper({"retdm": {"average_precision": 0.95, "one_error": 0.05, "hamming_loss": 0.1217,
+                                          "mAP": 0.9},
+                                "bce_ft": {"average_precision": 0.99}}, "scene")  # bce_ft: no paper row
+    assert versus[["method", "metric", "better"]].values.tolist() == [
+        ["retdm", "hamming_loss", False], ["retdm", "one_error", False], ["retdm", "average_precision", True]]
+    assert versus.loc[versus["metric"] == "one_error", "paper"].item() == 0.0425  # Table II; lower is better
+    assert cmp.against_paper({"retdm": {"average_precision": 0.95}}, "synthetic").empty

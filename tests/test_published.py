@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from retdm.compare import THRESHOLDED
 from retdm.errors import DataError
 from retdm.published import BLOCK, publish, readme_drift, render_block, rewrite_readme, summarise
 
@@ -24,6 +25,14 @@ def long_form() -> pd.DataFrame:
                 rows.append({"dataset": "scene", "method": method, "seed": seed, "metric": metric, "value": value,
                              "lower_is_better": metric == "one_error"})
     return pd.DataFrame(rows)
+
+
+def tuned_form() -> pd.DataFrame:
+    """The same runs at tuned thresholds: C-F1 moves, the ranking metrics (mAP) do not."""
+    long = long_form()
+    cf1 = long[long["metric"] == "mAP"].assign(metric="CF1", lower_is_better=False)
+    cf1["value"] = cf1["value"] - 0.1
+    return pd.concat([long, cf1], ignore_index=True)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -41,6 +50,7 @@ def make_run(repo: Path) -> Path:
     git(repo, "init", "-q")
     (repo / "results").mkdir()
     long_form().to_parquet(repo / "results/metrics.parquet")
+    tuned_form().to_parquet(repo / "results/metrics_tuned.parquet")
     (repo / "params.yaml").write_text("seeds: [0, 1, 2]\n")
     (repo / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
     git(repo, "add", "params.yaml", "dvc.lock")
@@ -54,8 +64,12 @@ def test_publish_from_the_workspace_records_results_verdicts_and_lineage(tmp_pat
     record = json.loads(out.read_text())
     assert out == repo / "results/published/default.json"
     assert record["results"] == summarise(long_form()) and record["params"] == {"seeds": [0, 1, 2]}
+    # at tuned thresholds: only the metrics a threshold moves (C-F1 here; mAP is a ranking metric)
+    assert record["results_tuned"] == summarise(tuned_form(), THRESHOLDED) != {}
+    assert list(record["results_tuned"]["scene"]["retdm"]) == ["CF1"]
     assert record["commit"] == git(repo, "rev-parse", "HEAD").strip() and record["wall_seconds"] == 301
-    assert record["metrics_sha256"] == hashlib.sha256((repo / "results/metrics.parquet").read_bytes()).hexdigest()
+    assert record["metrics_sha256"] == {name: hashlib.sha256((repo / "results" / name).read_bytes()).hexdigest()
+                                        for name in ("metrics.parquet", "metrics_tuned.parquet")}
     assert record["dvc_lock_sha256"] == hashlib.sha256((repo / "dvc.lock").read_bytes()).hexdigest()
     first = record["verdicts"][0]
     assert (first["method"], first["control"], first["metric"]) == ("retdm", "bce_ft", "mAP")
@@ -64,13 +78,16 @@ def test_publish_from_the_workspace_records_results_verdicts_and_lineage(tmp_pat
 
 def test_publish_from_an_experiment_reads_its_lock_and_the_dvc_cache(tmp_path):
     repo = make_run(tmp_path / "repo")
-    data = (repo / "results/metrics.parquet").read_bytes()
-    md5 = hashlib.md5(data).hexdigest()
-    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(data)
-    (repo / "results/metrics.parquet").unlink()  # the workspace has no run: the experiment does
-    lock = {"schema": "2.0", "stages": {"compare": {"outs": [{"path": "results/metrics.parquet", "md5": md5}]}}}
+    outs, cached = [], {}
+    for name in ("metrics.parquet", "metrics_tuned.parquet"):
+        data = (repo / "results" / name).read_bytes()
+        md5 = hashlib.md5(data).hexdigest()
+        cached[name] = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+        cached[name].parent.mkdir(parents=True, exist_ok=True)
+        cached[name].write_bytes(data)
+        (repo / "results" / name).unlink()  # the workspace has no run: the experiment does
+        outs.append({"path": f"results/{name}", "md5": md5})
+    lock = {"schema": "2.0", "stages": {"compare": {"outs": outs}}}
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
     (repo / "params.yaml").write_text("seeds: [0, 1, 2]\nprofile: lite\n")
     git(repo, "add", "dvc.lock", "params.yaml")
@@ -81,10 +98,11 @@ def test_publish_from_an_experiment_reads_its_lock_and_the_dvc_cache(tmp_path):
     record = json.loads(publish("scene", repo, exp="scene", command="make scene").read_text())
     assert record["commit"] == git(repo, "rev-parse", "HEAD").strip() != exp and record["params"]["profile"] == "lite" and record["experiment"] == "scene"
     assert record["results"] == summarise(long_form())
+    assert record["results_tuned"] == summarise(tuned_form(), THRESHOLDED)
     with pytest.raises(DataError, match="no DVC experiment named 'nosuch'"):
         publish("x", repo, exp="nosuch")
-    cached.unlink()
-    with pytest.raises(DataError, match=r"is not in the DVC cache.*dvc exp pull"):
+    cached["metrics_tuned.parquet"].unlink()
+    with pytest.raises(DataError, match=r"results/metrics_tuned.parquet .* is not in the DVC cache.*dvc exp pull"):
         publish("scene", repo, exp="scene")
 
 
@@ -98,6 +116,16 @@ def test_readme_blocks_are_rendered_from_their_file_and_drift_is_named(tmp_path)
     text = rewrite_readme(readme.read_text(), published)
     assert text.startswith("# x\n\n<!-- published:default -->\n**scene**") and text.endswith("<!-- /published:default -->\n\nend\n")
     assert "| method | One-error ↓ | mAP |" in text and "| retdm | 0.1900 ± 0.0100 | 0.8400 ± 0.0100 |" in text
+    tuned = text[text.index("per-class thresholds"):]  # its own table: the threshold-dependent metrics only
+    assert "| method | C-F1 |" in tuned and "| retdm | 0.7400 ± 0.0100 |" in tuned
+    # the paper's scene rows beside ours, metric by metric (it has no mAP; its one-error 0.0425 is lower)
+    assert ("Against the paper's row of the same method, metric by metric, at threshold 0.5: bce better on 0 of 1 "
+            "(not on One-error ↓); retdm better on 0 of 1 (not on One-error ↓).") in text
+    record = json.loads((published / "default.json").read_text())
+    record["results"]["scene"]["retdm"]["average_precision"] = {"mean": 0.95, "std": None, "seeds": [0.95]}
+    record["results"]["scene"]["retdm"]["one_error"]["mean"] = 0.05  # the paper's 0.0425 is better
+    assert ("Against the paper's row of the same method, metric by metric, at threshold 0.5: bce better on 0 of 1 "
+            "(not on One-error ↓); retdm better on 1 of 2 (not on One-error ↓).") in render_block(record)
     assert "the equal-epochs control (bce_ft)" in text and "make run" in text
     readme.write_text(text)
     assert readme_drift(readme, published) == []

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from retdm import __version__
+from retdm.compare import FIXED, THRESHOLDED, TUNED
 from retdm.compare import HEADERS as METRIC_LABELS
 from retdm.inference import final_checkpoint
 from retdm.layout import Layout
@@ -40,11 +41,16 @@ SENSITIVITY_CAPTION = ("C-F1 and O-F1 on the test split for each α (the weight 
 
 
 def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One dataset's comparison, for display: per method our row (with the std over seeds when
-    several ran), the paper's row and ``Δ`` (ours − paper), values rounded to ``DECIMALS`` as in
-    ``reports/comparison.md``; ``reference`` marks the rows that are not ours (never bold)."""
+    """One dataset's comparison, for display: per method our row at the fixed threshold (with the
+    std over seeds when several ran), its label-based metrics at the thresholds tuned on the
+    validation part (when they were), the paper's row and ``Δ`` (ours at the fixed threshold −
+    paper), values rounded to ``DECIMALS`` as in ``reports/comparison.md``; ``reference`` marks
+    the rows that are not ours at the fixed threshold (never bold)."""
     part = table[table["dataset"] == dataset]
-    ours, paper = part[part["source"] == "ours"], part[part["source"] == "paper"].set_index("method")
+    threshold = part.get("threshold", pd.Series(FIXED, index=part.index))
+    ours, paper = part[(part["source"] == "ours") & (threshold == FIXED)], part[part["source"] == "paper"]
+    tuned = part[(part["source"] == "ours") & (threshold == TUNED)].set_index("method")
+    paper = paper.set_index("method")
     rows = []
     for _, row in ours.iterrows():
         seeds = int(row["seeds"])
@@ -53,6 +59,10 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
         if seeds > 1:
             rows.append({"method": row["method"], "row": "± std over seeds",
                          **{m: row[f"{m}_std"] for m in TABLE_METRICS}, "reference": True})
+        if row["method"] in tuned.index:
+            rows.append({"method": row["method"], "row": "tuned thresholds",
+                         **{m: tuned.at[row["method"], m] if m in THRESHOLDED else None for m in TABLE_METRICS},
+                         "reference": True})
         if row["method"] in paper.index:
             ref = paper.loc[row["method"]]
             marks = (" ⚠" if ref["f1_flag"] else "") + (" ‡" if ref.get("hamming_flag", False) else "")

@@ -49,8 +49,8 @@ def repro(repro_run) -> Path:
 
 def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
     table = pd.read_parquet(repro / "results/comparison.parquet")
-    ours = table[table["source"] == "ours"]
-    assert ours["method"].tolist() == METHODS and set(table["dataset"]) == {"synthetic"}
+    ours, tuned = (table[(table["source"] == "ours") & (table["threshold"] == t)] for t in ("fixed", "tuned"))
+    assert ours["method"].tolist() == METHODS == tuned["method"].tolist() and set(table["dataset"]) == {"synthetic"}
     assert ours["mAP"].between(0, 1).all() and (ours["seeds"] == len(SEEDS)).all()
     long = pd.read_parquet(repro / "results/metrics.parquet")
     assert list(long.columns) == ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
@@ -63,11 +63,17 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
         assert ours.set_index("method").loc[method, "CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-12)
         assert summary["synthetic"][method]["CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-6)
         assert summary["synthetic"][method]["CF1_std"] == pytest.approx(pd.Series(cf1).std(), abs=1e-6)
+        # its second row: the same runs at the thresholds tuned on each seed's validation part
+        cf1 = [pd.read_parquet(repro / f"results/evaluations/synthetic/seed{s}/{method}/metrics_tuned.parquet")
+               .set_index("metric").loc["CF1", "value"] for s in SEEDS]
+        assert tuned.set_index("method").loc[method, "CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-12)
+        assert summary["synthetic"][method]["tuned"]["CF1"] == pytest.approx(sum(cf1) / len(cf1), abs=1e-6)
         preds = pd.read_parquet(repro / f"results/evaluations/synthetic/seed1/{method}/predictions.parquet")
         assert len(preds) == 32 and preds.shape[1] == 11
     meta = json.loads(pq.read_schema(repro / "results/comparison.parquet").metadata[b"retdm"])
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
-    assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS) * len(SEEDS)
+    assert meta["code_revision"] == head and len(meta["inputs"]) == 2 * len(METHODS) * len(SEEDS)  # fixed, tuned
+    assert len(pd.read_parquet(repro / "results/metrics_tuned.parquet")) == len(long)
     assert "## synthetic" in (repro / "reports/comparison.md").read_text()
     for seed in SEEDS:  # one stage per point and seed, gathered per seed
         grid = pd.read_parquet(repro / f"results/evaluations/synthetic/seed{seed}/sweep.parquet")
@@ -291,7 +297,7 @@ def test_prefect_flow_leaves_the_same_dvc_lock_and_publishes_the_table(origin, r
     assert min(r["held"][0] for r in edited if r["ran"]) >= released[0]
     assert json.loads(sh(repo, "dvc", "status", "--json").stdout) == {}
     rows = json.loads(artifacts["retdm-comparison"].data)
-    assert [r["method"] for r in rows if r.get("source", "ours") == "ours"] == METHODS
+    assert [r["method"] for r in rows if r["threshold"] == "fixed"] == METHODS
     assert "## synthetic" in artifacts["retdm-comparison-report"].data
     assert "reports/index.html" in artifacts["retdm-report"].data
 
@@ -427,7 +433,7 @@ def test_official_releases_and_feature_datasets_run_through_the_same_stages(orig
         **{"sweep.datasets": []})
     sh(repo, "dvc", "repro")
     table = pd.read_parquet(repo / "results/comparison.parquet")
-    ours = table[table["source"] == "ours"]
+    ours = table[(table["source"] == "ours") & (table["threshold"] == "fixed")]
     assert sorted(zip(ours["dataset"], ours["method"])) == sorted((d, m) for d in ("scene", "toy") for m in methods)
     assert set(table.loc[table["source"] == "paper", "dataset"]) == {"scene"}  # Table II beside our scene rows
     raw = pd.read_parquet(repo / "data/scene/raw/labels.parquet")
@@ -465,7 +471,7 @@ def test_the_report_renders_in_a_browser_and_shows_the_comparisons_numbers(repro
     html, md = repro / "reports/index.html", repro / "reports/index.md"
     assert html.is_file() and md.is_file()
     # On synthetic, every number of our rows is the comparison table's, to the 4 decimals shown.
-    table = pd.read_parquet(repro / "results/comparison.parquet").set_index("method")
+    table = pd.read_parquet(repro / "results/comparison.parquet").query("threshold == 'fixed'").set_index("method")
     shown = markdown_tables(md.read_text())[0]
     ours = shown[shown["row"] == f"ours, mean of {len(SEEDS)} seeds"].set_index("method")
     assert list(ours.index) == METHODS

@@ -28,6 +28,17 @@ def test_rows_put_the_paper_and_the_difference_under_ours():
     assert rows["AP"].iloc[5] == -0.03 and rows["C-F1"].iloc[1] == 0.004
 
 
+def test_a_tuned_thresholds_row_shows_only_the_metrics_a_threshold_moves():
+    table = comparison(3, 0.004)
+    tuned = table.iloc[[1]].assign(threshold="tuned", CF1=0.9, hamming_loss=0.1, mAP=0.99)
+    table = pd.concat([table.iloc[:2].assign(threshold="fixed"), tuned, table.iloc[2:]], ignore_index=True)
+    rows = comparison_rows(table, "scene")
+    assert list(rows["row"])[2:5] == ["ours, mean of 3 seeds", "± std over seeds", "tuned thresholds"]
+    row = rows.iloc[4]
+    assert (row["C-F1"], row["Hamming ↓"], row["reference"]) == (0.9, 0.1, True) and pd.isna(row["mAP"])
+    assert rows["AP"].iloc[6] == -0.03 and rows["mAP"].iloc[2] == 0.82  # Δ and ours: the fixed row, not the tuned
+
+
 def test_verdict_rows_show_each_seeds_gain_and_the_tests():
     from retdm.verdict import paired_gains
 
