@@ -86,6 +86,19 @@ def _p(value: float | None) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def _tail(rows: pd.DataFrame, label: dict[str, str]) -> str:
+    """The verdict on one (method, control): where the gain is beyond the seed spread, where the t test says so."""
+    if int(rows["seeds"].max()) < 2:
+        return "one seed, so no spread: no verdict (run several seeds: `make compare`)"
+    clear = [label.get(m, m) for m in rows.loc[rows["clear"], "metric"]]
+    significant = [label.get(m, m) for m, p in zip(rows["metric"], rows["p_t"]) if p is not None and p < 0.05]
+    tail = (f"a gain beyond the seed spread (every seed gained, mean > std) on {', '.join(clear)} only"
+            if clear and len(clear) < len(rows) else "a gain beyond the seed spread on every metric shown"
+            if clear else "no gain beyond the seed spread on any metric shown")
+    return tail + (f"; paired t test p < 0.05 on {', '.join(significant)}" if significant
+                   else "; no paired t test reaches p < 0.05")
+
+
 def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -> str:
     """One sentence per (method, control) of ``gains`` (from ``verdicts``), naming the control, e.g.
     "retdm: gain over the equal-epochs control (bce_ft) on AP +0.0040 ± 0.0030 over 3 paired seeds
@@ -103,17 +116,40 @@ def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -
                              f"sign p = {_p(row.p_sign)}, t p = {_p(row.p_t)})")
             else:
                 parts.append(f"{name} {row.mean:+.4f}")
-        clear = [label.get(m, m) for m in rows.loc[rows["clear"], "metric"]]
-        significant = [label.get(m, m) for m, p in zip(rows["metric"], rows["p_t"]) if p is not None and p < 0.05]
-        if n < 2:
-            tail = "one seed, so no spread: no verdict (run several seeds: `make compare`)"
-        else:
-            tail = (f"a gain beyond the seed spread (every seed gained, mean > std) on {', '.join(clear)} only"
-                    if clear and len(clear) < len(rows) else "a gain beyond the seed spread on every metric shown"
-                    if clear else "no gain beyond the seed spread on any metric shown")
-            tail += (f"; paired t test p < 0.05 on {', '.join(significant)}" if significant
-                     else "; no paired t test reaches p < 0.05")
-        control_name = what.get((method, control), control)
-        sentences.append(f"{method} against {control_name} ({control}), gain over {n} paired seed"
-                         f"{'s' if n > 1 else ''}: {'; '.join(parts)}. Verdict: {tail}.")
+        sentences.append(f"{method} against {what.get((method, control), control)} ({control}), gain over {n} "
+                         f"paired seed{'s' if n > 1 else ''}: {'; '.join(parts)}. Verdict: {_tail(rows, label)}.")
     return " ".join(sentences)
+
+
+TABLE_LEGEND = ("Each method's gain over its control, seed for seed (> 0 is better, also for the ↓ metrics): the"
+                " mean ± the std of the per-seed gains (seeds that gained / paired seeds). Bold: every seed gained"
+                " and the mean exceeds the std (a gain beyond the seed spread); †: paired t test p < 0.05. Controls:"
+                " `bce_ft` the equal-epochs control, `bce` the BCE pretrain, `retdm_oneway` one-way RETDM (the"
+                " paper's Table V ablation), `linear_probe` the floor (the frozen ImageNet backbone).")
+
+
+def verdict_table(gains: pd.DataFrame, label: dict[str, str] | None = None) -> list[str]:
+    """``gains`` (from ``verdicts``) as Markdown: one row per (method, control), one column per
+    metric, each cell the mean gain ± the std of the per-seed gains and how many seeds gained, in
+    bold where the gain is clear, † where the paired t test gives p < 0.05; then one line per row
+    with its verdict."""
+    label = label or {}
+    metrics = list(dict.fromkeys(gains["metric"]))
+    lines = ["| method | control | " + " | ".join(label.get(m, m) for m in metrics) + " |",
+             "|---|---|" + "---:|" * len(metrics)]
+    verdict_lines = []
+    for (method, control), rows in gains.groupby(["method", "control"], sort=False):
+        rows = rows.set_index("metric")
+        cells = []
+        for m in metrics:
+            if m not in rows.index:
+                cells.append("–")
+                continue
+            row = rows.loc[m]
+            cell = f"{row['mean']:+.4f}" + (f" ± {row['std']:.4f}" if row["seeds"] > 1 else "") \
+                + f" ({row['wins']}/{row['seeds']})"
+            cell = f"**{cell}**" if row["clear"] else cell
+            cells.append(cell + (" †" if row["p_t"] is not None and row["p_t"] < 0.05 else ""))
+        lines.append(f"| {method} | {control} | " + " | ".join(cells) + " |")
+        verdict_lines.append(f"- {method} against {control}: {_tail(rows.reset_index(), label)}.")
+    return lines + [""] + verdict_lines

@@ -126,7 +126,7 @@ def test_readme_blocks_are_rendered_from_their_file_and_drift_is_named(tmp_path)
     record["results"]["scene"]["retdm"]["one_error"]["mean"] = 0.05  # the paper's 0.0425 is better
     assert ("Against the paper's row of the same method, metric by metric, at threshold 0.5: bce better on 0 of 1 "
             "(not on One-error ↓); retdm better on 1 of 2 (not on One-error ↓).") in render_block(record)
-    assert "the equal-epochs control (bce_ft)" in text and "make run" in text
+    assert "| retdm | bce_ft | **+0.0200 ± 0.0000 (3/3)** | +0.0000 ± 0.0000 (0/3) |" in text and "make run" in text
     readme.write_text(text)
     assert readme_drift(readme, published) == []
     readme.write_text(text.replace("0.8400 ± 0.0100", "0.8500 ± 0.0100"))  # one typed digit

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from retdm.verdict import paired_gains, verdict_sentence, verdicts
+from retdm.verdict import paired_gains, verdict_sentence, verdict_table, verdicts
 
 
 def long_form(values: dict[str, dict[int, dict[str, float]]], dataset: str = "scene") -> pd.DataFrame:
@@ -47,6 +47,17 @@ def test_a_gain_smaller_than_its_spread_is_not_clear():
     assert "the equal-epochs control (bce_ft)" in text and "no gain beyond the seed spread" in text
     assert "no paired t test reaches p < 0.05" in text
     assert "3/3 seeds gained" in text
+
+
+def test_the_verdict_table_bolds_clear_gains_and_marks_significant_ones():
+    long = long_form({"retdm": {0: {"mAP": 0.91, "CF1": 0.5}, 1: {"mAP": 0.85, "CF1": 0.6}, 2: {"mAP": 0.90, "CF1": 0.7}},
+                      "bce_ft": {0: {"mAP": 0.90, "CF1": 0.4}, 1: {"mAP": 0.84, "CF1": 0.5}, 2: {"mAP": 0.80, "CF1": 0.6001}}})
+    lines = verdict_table(paired_gains(long, "scene", "retdm", "bce_ft", ("mAP", "CF1")), {"CF1": "C-F1"})
+    assert lines[0] == "| method | control | mAP | C-F1 |"
+    # mAP gains 0.01, 0.01, 0.10: every seed gained but the mean is within the std; C-F1 ≈ +0.1 each: clear, p < 0.05
+    assert lines[2] == "| retdm | bce_ft | +0.0400 ± 0.0520 (3/3) | **+0.1000 ± 0.0001 (3/3)** † |"
+    assert lines[-1] == ("- retdm against bce_ft: a gain beyond the seed spread (every seed gained, mean > std) on "
+                         "C-F1 only; paired t test p < 0.05 on C-F1.")
 
 
 def test_one_seed_gives_no_spread_and_says_so():
