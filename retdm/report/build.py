@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from retdm import __version__
-from retdm.compare import FIXED, THRESHOLDED, TUNED
+from retdm.compare import FIXED, FLAG_MARK, HAMMING_MARK, THRESHOLDED, TUNED
 from retdm.compare import HEADERS as METRIC_LABELS
 from retdm.inference import final_checkpoint
 from retdm.layout import Layout
@@ -54,7 +54,7 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
     rows = []
     for _, row in ours.iterrows():
         seeds = int(row["seeds"])
-        rows.append({"method": row["method"] + (" ⚠" if row["f1_flag"] else ""), "row": "ours" if seeds == 1 else
+        rows.append({"method": row["method"] + (FLAG_MARK if row["f1_flag"] else ""), "row": "ours" if seeds == 1 else
                      f"ours, mean of {seeds} seeds", **{m: row[m] for m in TABLE_METRICS}, "reference": False})
         if seeds > 1:
             rows.append({"method": row["method"], "row": "± std over seeds",
@@ -65,7 +65,7 @@ def comparison_rows(table: pd.DataFrame, dataset: str) -> pd.DataFrame:
                          "reference": True})
         if row["method"] in paper.index:
             ref = paper.loc[row["method"]]
-            marks = (" ⚠" if ref["f1_flag"] else "") + (" ‡" if ref.get("hamming_flag", False) else "")
+            marks = (FLAG_MARK if ref["f1_flag"] else "") + (HAMMING_MARK if ref.get("hamming_flag", False) else "")
             rows.append({"method": row["method"] + marks, "row": "paper",
                          **{m: ref[m] for m in TABLE_METRICS}, "reference": True})
             rows.append({"method": row["method"], "row": "Δ ours − paper",
@@ -95,9 +95,11 @@ def dataset_section(root: Path, dataset: str, table: pd.DataFrame, methods: list
     best = {METRIC_LABELS.get(m, m): "min" if m in LOWER_IS_BETTER else "max" for m in TABLE_METRICS}
     blocks: list = [
         Text(f"Test split, prediction at score ≥ {threshold}; ↓ lower is better. Bold: our best per column. "
-             "⚠: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond rounding). "
-             "‡: the paper's Hamming loss is not what its own O-P, O-R and the labels per image it states imply "
-             "(see reports/comparison.md)."),
+             "Rows \"tuned thresholds\": the same model at per-class thresholds tuned on the validation part "
+             "(never the test split), shown for the metrics a threshold moves; Δ and bold use the fixed threshold. "
+             f"{FLAG_MARK.strip()}: F1 is not the harmonic mean of the row's own P and R (paper rows: beyond "
+             f"rounding). {HAMMING_MARK.strip()}: the paper's Hamming loss is not what its own O-P, O-R and the "
+             "labels per image it states imply (see reports/comparison.md)."),
         Table(comparison_rows(table, dataset), highlight=best),
     ]
     gains = verdicts(long, dataset) if long is not None else pd.DataFrame()
