@@ -12,7 +12,6 @@ Run in the folder ``mutmut run`` ran in: ``python tests/mutation_score.py [--rec
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
