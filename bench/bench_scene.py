@@ -48,8 +48,8 @@ def run(fresh: Path, scene: Path) -> None:
     print(f"make scene: {time.perf_counter() - start:.0f} s (make's own figure: results/scene.seconds)")
 
 
-def record(clone: Path) -> dict:
-    """The timing row of the ``make scene`` that ran in ``clone``."""
+def record(clone: Path, command: str) -> dict:
+    """The timing row of the ``make scene`` that ran in ``clone`` (by ``command``)."""
     seconds_file = clone / "results" / "scene.seconds"
     if not seconds_file.is_file():
         sys.exit(f"{seconds_file}: not found; `make scene` writes it when it finishes")
@@ -57,7 +57,7 @@ def record(clone: Path) -> dict:
     lock = yaml.safe_load(git(clone, "show", f"{experiment_ref(clone, 'scene')}:dvc.lock"))
     stages = len(lock["stages"])
     commit = git(clone, "rev-parse", f"{experiment_ref(clone, 'scene')}^").strip()
-    return {"name": "bench_scene", "command": "python bench/bench_scene.py", "commit": commit,
+    return {"name": "bench_scene", "command": command, "commit": commit,
             "machine": machine_info(), "stages": stages, "seconds": round(seconds, 1),
             "checks": [{"what": f"make scene (scene, 11 methods × 3 seeds, {stages} stages; no scene run in the "
                                 f"DVC cache)", "result": minutes(seconds),
@@ -71,11 +71,11 @@ if __name__ == "__main__":
     where.add_argument("--recorded", type=Path, help="A clone where make scene already ran: record it.")
     parser.add_argument("--scene", type=Path, default=SCENE, help="The scene dataset's folder (official layout).")
     args = parser.parse_args()
-    clone = args.recorded
-    if clone is None:
+    if args.recorded is None:
         run(args.dir, args.scene.resolve())
-        clone = args.dir
-    result = record(clone)
+        result = record(args.dir, "python bench/bench_scene.py")
+    else:
+        result = record(args.recorded, "make scene, recorded by python bench/bench_scene.py --recorded")
     write_record(result, ROOT)
     passed = result["checks"][0]["pass"]
     print(f"make scene at {result['commit'][:10]}: {result['seconds']:.0f} s ({result['stages']} stages), "
