@@ -405,7 +405,8 @@ def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLi
     DVC's metrics file). With ``tuned_paths`` (the same runs' metrics at tuned thresholds) each
     method gets its tuned row too, and their long form goes to ``tuned_out``. Every Parquet file
     records, per input file, its sha256 and its own provenance (checkpoint, data, config), plus
-    the reference file's sha256, the code revision and ``extra``.
+    the reference file's sha256, the code revision and ``extra``; the tuned files, of the same
+    runs, are recorded by sha256 under ``tuned_inputs``.
 
     Returns:
         The comparison table.
@@ -415,11 +416,12 @@ def compare(metrics_paths: list[str | os.PathLike], metrics_out: str | os.PathLi
     long = read_metrics(metrics_paths)
     tuned = read_metrics(tuned_paths) if tuned_paths is not None else None
     table = with_paper(comparison_table(long, method_order, tuned), paper_table())
-    inputs = {str(p): {"sha256": file_sha256(p), "provenance": read_provenance(p)}
-              for p in [*metrics_paths, *(tuned_paths or [])]}
+    inputs = {str(p): {"sha256": file_sha256(p), "provenance": read_provenance(p)} for p in metrics_paths}
     reference = {"file": "retdm/reference/paper_tables.csv",
                  "sha256": hashlib.sha256(reference_csv().read_bytes()).hexdigest()}
     info = {"inputs": inputs, "paper_reference": reference, "code_revision": code_revision(), **(extra or {})}
+    if tuned_paths is not None:  # the same runs (their lineage is the inputs'), at other thresholds
+        info["tuned_inputs"] = {str(p): {"sha256": file_sha256(p)} for p in tuned_paths}
     write_parquet(long, metrics_out, info)
     if tuned is not None:
         write_parquet(tuned, tuned_out, info)

@@ -12,7 +12,7 @@ import retdm.compare as cmp
 from retdm.evaluate import metrics_frame
 from retdm.methods import METHODS
 from retdm.metrics import evaluate
-from retdm.provenance import write_parquet
+from retdm.provenance import read_provenance, write_parquet
 
 CITED = {"CNN-Softmax", "CNN-RNN", "CNN-WARP"}  # Table IV cites their P/R/F1 only
 
@@ -168,6 +168,8 @@ def test_each_method_has_a_tuned_thresholds_row_after_its_fixed_one(tmp_path):
     assert (tuned["CF1"], tuned["hamming_loss"], tuned["mAP"]) == pytest.approx((0.9, 0.4, fixed["mAP"]))
     assert fixed["CF1"] == pytest.approx(0.6)
     assert len(pd.read_parquet(out / "metrics_tuned.parquet")) == len(pd.read_parquet(out / "metrics.parquet"))
+    info = read_provenance(out / "comparison.parquet")  # lineage: one input per run; its tuned twin by hash
+    assert sorted(info["inputs"]) == sorted(map(str, paths)) and len(info["tuned_inputs"]) == len(paths)
     summary = json.loads((out / "metrics.json").read_text())["scene"]["retdm"]
     assert summary["CF1"] == pytest.approx(0.6) and summary["tuned"]["CF1"] == pytest.approx(0.9)
     assert "mAP" not in summary["tuned"] and "hamming_loss_std" in summary["tuned"]

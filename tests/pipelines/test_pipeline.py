@@ -72,7 +72,8 @@ def test_dvc_repro_writes_the_comparison_and_is_then_up_to_date(repro):
         assert len(preds) == 32 and preds.shape[1] == 11
     meta = json.loads(pq.read_schema(repro / "results/comparison.parquet").metadata[b"retdm"])
     head = sh(repro, "git", "rev-parse", "HEAD").stdout.strip()
-    assert meta["code_revision"] == head and len(meta["inputs"]) == 2 * len(METHODS) * len(SEEDS)  # fixed, tuned
+    assert meta["code_revision"] == head and len(meta["inputs"]) == len(METHODS) * len(SEEDS)
+    assert sorted(meta["tuned_inputs"]) == sorted(p.replace("metrics.parquet", "metrics_tuned.parquet") for p in meta["inputs"])
     assert len(pd.read_parquet(repro / "results/metrics_tuned.parquet")) == len(long)
     assert "## synthetic" in (repro / "reports/comparison.md").read_text()
     for seed in SEEDS:  # one stage per point and seed, gathered per seed
