@@ -123,9 +123,9 @@ def verdict_sentence(gains: pd.DataFrame, label: dict[str, str] | None = None) -
 
 TABLE_LEGEND = ("Each method's gain over its control, seed for seed (> 0 is better, also for the ↓ metrics): the"
                 " mean ± the std of the per-seed gains (seeds that gained / paired seeds). Bold: every seed gained"
-                " and the mean exceeds the std (a gain beyond the seed spread); †: paired t test p < 0.05. Controls:"
-                " `bce_ft` the equal-epochs control, `bce` the BCE pretrain, `retdm_oneway` one-way RETDM (the"
-                " paper's Table V ablation), `linear_probe` the floor (the frozen ImageNet backbone).")
+                " and the mean exceeds the std (a gain beyond the seed spread); †: paired t test p < 0.05. Controls: "
+                + ", ".join(f"`{control}` {what}" for control, what in dict((c, w) for _, c, w in COMPARISONS).items())
+                + ".")
 
 
 def verdict_table(gains: pd.DataFrame, label: dict[str, str] | None = None) -> list[str]:
