@@ -112,17 +112,18 @@ compare: setup
 
 # The paper's "scene" dataset (MIML natural scenes) from its official layout at $(SCENE), with
 # EfficientNet-Lite0 from ImageNet (the `lite` profile): every method of the paper's Table II, the
-# equal-epochs control bce_ft and the linear probe (the floor every fine-tuned method must beat)
-# over seeds 0, 1 and 2 beside the paper's Table II, as a DVC experiment in a temporary copy, like
-# `make compare` (`make publish-scene` records it).
+# equal-epochs control bce_ft, the linear probe (the floor every fine-tuned method must beat) and
+# retdm_imgnbr (the paper's future work: image neighbours too) over seeds 0, 1 and 2 beside the
+# paper's Table II, as a DVC experiment in a temporary copy, like `make compare` (`make
+# publish-scene` records it).
 SCENE ?= ../shared/datasets/miml_scene
 scene: setup
 	@export PATH="$(CURDIR)/$(BIN):$$PATH"; start=$$(date +%s); \
 	dvc exp remove scene >/dev/null 2>&1; \
 	dvc exp run --temp --name scene -S 'seeds=[0,1,2]' \
 	  -S '~datasets' -S '+datasets={scene: {source: scene, from: $(abspath $(SCENE)), inputs: $(abspath $(SCENE)), official_split: false, train: {profile: lite}}}' \
-	  -S '~methods' -S '+methods={bce: {}, bce_ft: {}, linear_probe: {}, retdm: {}, retdm_oneway: {}, asl: {}, center_loss: {}, mlknn: {}, lmmo_knn: {}, mlspl: {}, c2ae: {}}' \
-	  -S 'retdm_variants=[retdm, retdm_oneway]' -S 'deep_baselines=[bce_ft, asl, center_loss]' -S 'probes=[linear_probe]' \
+	  -S '~methods' -S '+methods={bce: {}, bce_ft: {}, linear_probe: {}, retdm: {}, retdm_oneway: {}, retdm_imgnbr: {}, asl: {}, center_loss: {}, mlknn: {}, lmmo_knn: {}, mlspl: {}, c2ae: {}}' \
+	  -S 'retdm_variants=[retdm, retdm_oneway, retdm_imgnbr]' -S 'deep_baselines=[bce_ft, asl, center_loss]' -S 'probes=[linear_probe]' \
 	  -S 'feature_methods=[mlknn, lmmo_knn, mlspl, c2ae]' -S 'sweep.datasets=[]' && \
 	mkdir -p results && echo $$(( $$(date +%s) - start )) > results/scene.seconds && \
 	dvc exp show --only-changed --no-pager -n 1 || exit 1

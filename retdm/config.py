@@ -75,9 +75,12 @@ class LossConfig:
     way2: str = "bank"            # "bank": memory of embeddings; "forward": k extra CNN forwards (exact)
     classification: str = "bce"   # Lcls: "bce" (the paper's) or "asl" (the asl baseline)
     center: float = 0.0           # weight of the multi-label center loss (the center_loss baseline)
+    image_k: int = 0              # retdm_imgnbr: each image's image_k nearest fit images (by f_I) and their label
+                                  # sets join the k label-set neighbours in J (the paper's future work; 0: RETDM)
 
     def validate(self) -> None:
         _require(self.k >= 1, "loss.k", self.k, ">= 1")
+        _require(self.image_k >= 0, "loss.image_k", self.image_k, ">= 0 (0: label-set neighbours only)")
         _require(self.way2 in WAY2_MODES, "loss.way2", self.way2, f"one of {WAY2_MODES}")
         _require(self.classification in CLASSIFICATION_LOSSES, "loss.classification", self.classification,
                  f"one of {CLASSIFICATION_LOSSES}")
@@ -111,11 +114,16 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_factor: float = 0.1        # the lr is multiplied by this on a validation-loss plateau
+    trunk_lr_scale: float = 1.0   # the backbone's trunk (all of it but the projection to D) trains at this × the
+                                  # stage's lr, the new layers at the lr itself: < 1 keeps more of what an
+                                  # ImageNet trunk knew (1: one lr for every layer, the paper's)
 
     def validate(self) -> None:
         _require(0.0 <= self.momentum < 1.0, "optim.momentum", self.momentum, "in [0, 1)")
         _require(self.weight_decay >= 0.0, "optim.weight_decay", self.weight_decay, ">= 0")
         _require(0.0 < self.lr_factor < 1.0, "optim.lr_factor", self.lr_factor, "in (0, 1) (it shrinks the lr)")
+        _require(self.trunk_lr_scale > 0.0, "optim.trunk_lr_scale", self.trunk_lr_scale,
+                 "> 0 (a frozen trunk is the linear_probe method)")
 
 
 @dataclass(frozen=True)

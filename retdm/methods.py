@@ -69,6 +69,11 @@ _register(Method("retdm", ("pretrain", "embed", "finetune"), "paper §III"),
           "the full method: pretrain, embed, finetune with Lcls + α(J1 + λJ2) + βJrec (paper §III)")
 _register(Method("retdm_oneway", ("pretrain", "embed", "finetune"), "paper Table V", {"two_way": False}),
           "RETDM with way 1 only, J = J1 (paper Table V)")
+# The paper's future work (§V): "input image's k nearest neighbors and their corresponding target
+# labels can be also involved": each image's 10 nearest fit images by f_I join its 10 label-set
+# neighbours as negatives of both ways (retdm.train.stages.ImageNeighbourTable).
+_register(Method("retdm_imgnbr", ("pretrain", "embed", "finetune"), "paper §V (future work)", {"image_k": 10}),
+          "RETDM whose negatives also come from each image's 10 nearest fit images and their label sets")
 # The equal-epochs control: RETDM's gain must come from its loss, not from the extra low-lr epochs
 # its classifier gets after the pretrain. RETDM's Φcnn and Φcls train in its finetune stage only
 # (its embed stage freezes them and trains Φdnn, Φrec alone, which Lcls does not reach), so the

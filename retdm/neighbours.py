@@ -1,4 +1,5 @@
-"""Label-set neighbours for RETDM's two-way loss (mining only; the loss lives in retdm.losses).
+"""Label-set neighbours for RETDM's two-way loss (mining only; the loss lives in retdm.losses),
+and the image neighbours of the ``retdm_imgnbr`` variant (:func:`image_neighbours`).
 
 For a label set y the neighbours are the K nearest DISTINCT training label sets by Hamming
 distance, y itself (distance 0) excluded (DESIGN.md §1). Ties are broken by the lower index in
@@ -20,11 +21,13 @@ Q query label vectors, E (item, label) entries.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from retdm.distances import pairwise_euclidean_distance
 from retdm.errors import ConfigError, DataError
 from retdm.hardware import torch_threads
 
@@ -291,6 +294,47 @@ def sample_pool_items(neigh: LabelNeighbours, set_index,
     # u * size rounds up to size for u just below 1: clamp to the pool's last item
     pick = start + torch.minimum((u * size).to(torch.int64), size - 1)  # (B, K)
     return torch.from_numpy(neigh.pool_items)[pick].to(device)
+
+
+@torch.no_grad()
+def image_neighbours(queries: torch.Tensor, keys: torch.Tensor, query_labels: torch.Tensor,
+                     key_labels: torch.Tensor, k: int, *, exclude_self: bool,
+                     chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K nearest keys of every query by the paper's d(·,·) between image embeddings f_I.
+
+    The paper's future work (§V): "input image's k nearest neighbors and their corresponding
+    target labels". A key carrying the query's own label set is no negative of it: its slot is
+    masked (the slot stays, so every row keeps K). Ties go to the lower key index (the stable
+    sort of the distances).
+
+    Args:
+        queries: (Q, D) embeddings.
+        keys: (N, D) embeddings of the fit items (the only items a neighbour may be).
+        query_labels: (Q, M) 0/1 labels of the queries.
+        key_labels: (N, M) 0/1 labels of the keys.
+        k: neighbours per query, 1 <= K < N.
+        exclude_self: queries are the keys themselves (query i is key i), which are left out.
+        chunk_size: query rows per distance block ((chunk, N) floats at a time).
+
+    Returns:
+        (Q, K) int64 key indices and the (Q, K) bool mask, False where the key's labels equal the query's.
+    """
+    _check_int(k, "k", 1)
+    n = len(keys)
+    if k >= n:
+        raise ConfigError(f"loss.image_k = {k} image neighbours need more than {k} fit items, got {n}")
+    if exclude_self and len(queries) != n:
+        raise ValueError(f"exclude_self: queries must be the {n} keys, got {len(queries)} rows")
+    keys = keys.float()
+    index = torch.empty(len(queries), k, dtype=torch.int64)  # (Q, K)
+    for start in range(0, len(queries), chunk_size):
+        d = pairwise_euclidean_distance(queries[start:start + chunk_size].float(), keys)  # (C, N)
+        if exclude_self:
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = math.inf
+        index[start:start + len(d)] = torch.sort(d, dim=1, stable=True).indices[:, :k]
+    mask = (key_labels[index] != query_labels[:, None, :]).any(dim=2)  # (Q, K)
+    return index, mask
 
 
 class EmbeddingBank:

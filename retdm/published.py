@@ -33,7 +33,7 @@ import yaml
 from retdm.compare import HEADERS, TABLE_METRICS, THRESHOLDED, against_paper
 from retdm.errors import DataError
 from retdm.files import atomic_write
-from retdm.verdict import TABLE_LEGEND, verdict_table, verdicts
+from retdm.verdict import table_legend, verdict_table, verdicts
 
 PUBLISHED = Path("results") / "published"
 METRICS_FILES = ("metrics.parquet", "metrics_tuned.parquet")  # of results/: at the fixed and the tuned thresholds
@@ -216,7 +216,7 @@ def render_results(record: dict[str, Any]) -> list[str]:
         gains = pd.DataFrame([v for v in record["verdicts"] if v["dataset"] == dataset])
         if len(gains):
             gains["gains"] = gains["gains"].apply(tuple)
-            lines += ["", TABLE_LEGEND, "", *verdict_table(gains, HEADERS)]
+            lines += ["", table_legend(gains), "", *verdict_table(gains, HEADERS)]
         lines.append("")
     return lines
 

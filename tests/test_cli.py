@@ -27,7 +27,7 @@ def test_listings():
     assert {"small_cnn", "vgg16", "resnet18", "resnet50", "efficientnet_lite0"} <= set(
         line.split()[0] for line in run("backbones")[1].splitlines())
     methods = {line.split()[0]: line for line in run("methods")[1].splitlines()}
-    assert {"bce", "bce_ft", "linear_probe", "retdm", "retdm_oneway", "asl", "center_loss", "mlknn", "lmmo_knn", "mlspl",
+    assert {"bce", "bce_ft", "linear_probe", "retdm", "retdm_oneway", "retdm_imgnbr", "asl", "center_loss", "mlknn", "lmmo_knn", "mlspl",
             "c2ae"} == set(methods)
     assert "pretrain → features → fit" in methods["mlknn"] and "pretrain → embed → finetune" in methods["retdm"]
     assert methods["linear_probe"].split()[1] == "probe"
@@ -60,7 +60,7 @@ def test_data_get_imports_an_official_layout_in_place_and_says_what_to_fetch_off
 
 def test_unknown_names_list_the_valid_ones(tiny_table, tmp_path):
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--method", "retdn")
-    assert code == 1 and "unknown method 'retdn'" in err and "bce, bce_ft, c2ae, center_loss, linear_probe, lmmo_knn, mlknn, mlspl, retdm, retdm_oneway" in err
+    assert code == 1 and "unknown method 'retdn'" in err and "bce, bce_ft, c2ae, center_loss, linear_probe, lmmo_knn, mlknn, mlspl, retdm, retdm_imgnbr, retdm_oneway" in err
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--set", "model.backbone=vgg61")
     assert code == 1 and "unknown backbone 'vgg61'" in err and "small_cnn" in err
     code, _, err = run("train", "--data", tiny_table, "--out", tmp_path / "r", "--profile", "gpu")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from retdm.errors import ConfigError
 from retdm.neighbours import EmbeddingBank, LabelNeighbours, label_neighbours, query_neighbours, sample_pool_items
 
 
@@ -282,3 +283,34 @@ def test_candidate_blocks_hold_every_pair_within_the_radius_and_only_prefix_filt
     within = {(i, j) for i in range(len(queries)) for j in range(len(sets))
               if int((queries[i] != sets[j]).sum()) <= radius}
     assert within <= yielded, f"missed {sorted(within - yielded)[:5]}"
+
+
+def test_image_neighbours_are_the_nearest_fit_images_by_distance_with_ties_to_the_lower_index():
+    from retdm.neighbours import image_neighbours
+
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randn(30, 4, generator=g)
+    keys[7] = keys[3]  # a tie: key 3 comes first for every query
+    labels = (torch.rand(30, 5, generator=g) > 0.6).float()
+    keys[12], labels[12] = keys[0] + 0.01, labels[0]  # query 0's nearest carries its own labels: masked, kept
+    index, mask = image_neighbours(keys, keys, labels, labels, 6, exclude_self=True, chunk_size=7)
+    d = torch.cdist(keys.double(), keys.double()).fill_diagonal_(float("inf"))
+    for q in range(30):
+        order = sorted(range(30), key=lambda j: (float(d[q, j]), j))[:6]
+        assert index[q].tolist() == order, q
+        assert q not in order
+    assert (mask == (labels[index] != labels[:, None]).any(2)).all()
+    assert index[0, 0] == 12 and not mask[0, 0] and mask[0, 1:].any()
+    both = [q for q in range(30) if 3 in index[q] and 7 in index[q]]
+    assert both and all(index[q].tolist().index(3) < index[q].tolist().index(7) for q in both)
+    val = torch.randn(5, 4, generator=g)
+    val_index, _ = image_neighbours(val, keys, labels[:5], labels, 3, exclude_self=False)
+    assert val_index.tolist() == torch.sort(torch.cdist(val, keys), dim=1, stable=True).indices[:, :3].tolist()
+
+
+def test_image_neighbours_need_more_fit_images_than_k():
+    from retdm.neighbours import image_neighbours
+
+    keys, labels = torch.zeros(4, 2), torch.zeros(4, 3)
+    with pytest.raises(ConfigError, match=r"loss.image_k = 4 image neighbours need more than 4 fit items, got 4"):
+        image_neighbours(keys, keys, labels, labels, 4, exclude_self=True)

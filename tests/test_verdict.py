@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from retdm.verdict import paired_gains, verdict_sentence, verdict_table, verdicts
+from retdm.verdict import paired_gains, table_legend, verdict_sentence, verdict_table, verdicts
 
 
 def long_form(values: dict[str, dict[int, dict[str, float]]], dataset: str = "scene") -> pd.DataFrame:
@@ -58,6 +58,9 @@ def test_the_verdict_table_bolds_clear_gains_and_marks_significant_ones():
     assert lines[2] == "| retdm | bce_ft | +0.0400 ± 0.0520 (3/3) | **+0.1000 ± 0.0001 (3/3)** † |"
     assert lines[-1] == ("- retdm against bce_ft: a gain beyond the seed spread (every seed gained, mean > std) on "
                          "C-F1 only; paired t test p < 0.05 on C-F1.")
+    # the legend names the controls of the table, in the words of COMPARISONS, and no other
+    assert table_legend(paired_gains(long, "scene", "retdm", "bce_ft", ("mAP",))).endswith(
+        "Controls: `bce_ft` the equal-epochs control.")
 
 
 def test_one_seed_gives_no_spread_and_says_so():

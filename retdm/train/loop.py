@@ -141,8 +141,7 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
     check_one_batch(run.name, len(run.fit), run.batch_size, world.size)
     if world.size > 1 and run.sync_batchnorm:
         distributed.sync_batchnorm(run.model, run.device)
-    params = [p for m in run.trainable for p in m.parameters()]
-    optimizer = torch.optim.SGD(params, lr=run.stage.lr, momentum=run.optim.momentum,
+    optimizer = torch.optim.SGD(param_groups(run), lr=run.stage.lr, momentum=run.optim.momentum,
                                 weight_decay=run.optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=run.optim.lr_factor,
                                                            patience=run.stage.patience)
@@ -193,6 +192,22 @@ def run_stage(run: StageRun, resume: bool = True) -> Path:
         save_checkpoint(best, load_checkpoint(last))
     distributed.barrier()  # the next stage, on every rank, starts from the best.pt rank 0 wrote
     return best
+
+
+def param_groups(run: StageRun) -> list[dict[str, Any]]:
+    """The trainable parameters as SGD groups: the new layers at the stage's lr, first (so
+    ``param_groups[0]`` carries the stage's lr: every stage trains a head), and the backbone's
+    trunk at ``optim.trunk_lr_scale`` × that lr. One group when the scale is 1."""
+    params = [p for m in run.trainable for p in m.parameters()]
+    scale = run.optim.trunk_lr_scale
+    if scale == 1.0:
+        return [{"params": params}]
+    backbone = run.model.get_submodule("backbone")
+    head = {id(p) for p in backbone.projection.parameters()}
+    trunk = {id(p) for p in backbone.parameters()} - head
+    groups = [{"params": [p for p in params if id(p) not in trunk]},
+              {"params": [p for p in params if id(p) in trunk], "lr": run.stage.lr * scale}]
+    return [g for g in groups if g["params"]]
 
 
 def resume_from(run: StageRun, last: Path, optimizer: torch.optim.Optimizer,

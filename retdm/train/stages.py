@@ -38,8 +38,8 @@ from retdm.losses import (
     two_way_metric_loss,
 )
 from retdm.models.retdm_net import RETDMNet
-from retdm.neighbours import EmbeddingBank, sample_pool_items
-from retdm.train.data import TrainingData
+from retdm.neighbours import EmbeddingBank, image_neighbours, sample_pool_items
+from retdm.train.data import PartNeighbours, TrainingData
 from retdm.train.loop import Batch, StageRun, run_stage
 
 STAGES = ("pretrain", "embed", "finetune")
@@ -78,6 +78,7 @@ class Objective:
     bank: EmbeddingBank | None
     centers: CenterLossCenters | None = None
     draws: dict[bool, Tensor] | None = None  # training? → (N, K) uniforms picking each item's pool images
+    images: ImageNeighbourTable | None = None  # retdm_imgnbr: each item's nearest fit images
 
     def used_modules(self) -> set[str]:
         """The model parts (and ``centers``) this loss reaches: only they may train under DDP."""
@@ -131,32 +132,79 @@ class Objective:
         return total, {k: v.detach().float() for k, v in parts.items()}, logits
 
     def metric_loss(self, f_img: Tensor, f_lbl: Tensor, rows: Tensor, training: bool) -> Tensor:
+        rows = rows.cpu()
         nbr = self.data.fit_nbr if training else self.data.val_nbr
-        index = nbr.index[rows.cpu()]  # (B, K) neighbour set ids
-        mask = nbr.mask[rows.cpu()].to(f_img.device)  # (B, K)
-        f_nbr_lbl = self.model.label_net(self.data.sets[index].to(f_img.device))  # (B, K, D)
-        f_nbr_img = None
+        index, mask = nbr.index[rows], nbr.mask[rows]  # (B, K) neighbour set ids
+        items = None  # (B, K) fit rows standing for the neighbour sets in way 2
         if self.loss.two_way:
             if self.draws is None:
                 raise TrainingError("Objective.draw_pools(seed) must run before each epoch of a two-way stage")
-            items = sample_pool_items(self.data.neighbours, index, self.draws[training][rows.cpu()])  # (B, K) fit rows
+            items = sample_pool_items(self.data.neighbours, index, self.draws[training][rows])
+        if self.images is not None:  # the item's nearest fit images join, with their own label sets
+            near = self.images.parts[training]
+            near_items = near.index[rows]  # (B, Ki) fit rows
+            index = torch.cat([index, torch.from_numpy(self.data.neighbours.set_of_item)[near_items]], 1)
+            mask = torch.cat([mask, near.mask[rows]], 1)  # (B, K + Ki)
+            items = None if items is None else torch.cat([items, near_items], 1)
+        f_nbr_lbl = self.model.label_net(self.data.sets[index].to(f_img.device))  # (B, K, D)
+        f_nbr_img = None
+        if items is not None:
             if self.loss.way2 == "bank":
                 f_nbr_img = self.bank.lookup(items.to(f_img.device))  # (B, K, D)
             else:
                 source = self.data.fit if training else self.data.fit_eval
                 nbr_images = source.images(items).to(f_img.device)  # (B·K, 3, S, S)
                 f_nbr_img = self.model.backbone(nbr_images).view(*items.shape, -1)  # (B, K, D)
-        return two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask, lam=self.loss.lam,
+        return two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask.to(f_img.device), lam=self.loss.lam,
                                    two_way=self.loss.two_way)
+
+
+class ImageNeighbourTable:
+    """``retdm_imgnbr`` (the paper's future work, §V): each fit and validation item's ``loss.image_k``
+    nearest fit images by d(f_I, f_I), whose label sets are further negatives of way 1 and which
+    are further negatives of way 2 themselves. Mined once when a stage starts, from the model it
+    starts from (embed and finetune both start from the BCE backbone: embed freezes it), not at
+    every step as the paper's note feared; kept in the checkpoints, so a resumed stage has the same."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.parts: dict[bool, PartNeighbours] = {}  # training? → (N, Ki) fit rows, mask
+
+    @torch.no_grad()
+    def mine(self, model: RETDMNet, data: TrainingData, batch_size: int, device: torch.device,
+             fit_embeddings: Tensor | None = None) -> None:
+        """Embed the validation part (and the fit part unless given: the bank's) and search."""
+        if fit_embeddings is None:
+            fit_embeddings = embed_items(model, data.fit_eval, batch_size, device)
+        fit, val = fit_embeddings.cpu(), embed_items(model, data.val, batch_size, device).cpu()
+        self.parts = {
+            True: PartNeighbours(*image_neighbours(fit, fit, data.fit.labels, data.fit.labels, self.k,
+                                                   exclude_self=True)),
+            False: PartNeighbours(*image_neighbours(val, fit, data.val.labels, data.fit.labels, self.k,
+                                                    exclude_self=False))}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f"{part}_{name}": getattr(self.parts[training], name)
+                for training, part in ((True, "fit"), (False, "val")) for name in ("index", "mask")}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.parts = {training: PartNeighbours(state[f"{part}_index"], state[f"{part}_mask"])
+                      for training, part in ((True, "fit"), (False, "val"))}
+
+
+@torch.no_grad()
+def embed_items(model: RETDMNet, part, batch_size: int, device: torch.device) -> Tensor:
+    """f_I of every item of a part, in order (eval mode): (N, D) on ``device``."""
+    model.eval()
+    return torch.cat([model.backbone(images.to(device))
+                      for images, _, _ in DataLoader(part, batch_size=batch_size, shuffle=False)])
 
 
 @torch.no_grad()
 def fill_bank(model: RETDMNet, data: TrainingData, bank: EmbeddingBank, batch_size: int,
               device: torch.device) -> None:
     """Embed every fit image once (test transform, eval mode) into the bank."""
-    model.eval()
-    for images, _, rows in DataLoader(data.fit_eval, batch_size=batch_size, shuffle=False):
-        bank.update(rows.to(device), model.backbone(images.to(device)))
+    bank.update(torch.arange(len(data.fit_eval), device=device), embed_items(model, data.fit_eval, batch_size, device))
 
 
 def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
@@ -209,7 +257,8 @@ def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init
     if cfg.loss.center and stage == "finetune":
         centers = CenterLossCenters(data.num_labels, cfg.model.embed_dim, seed=cfg.seed).to(device)
         trainable = [*trainable, centers]
-    objective = Objective(model, data, cfg.loss, w_cls, bank, centers)
+    images = ImageNeighbourTable(cfg.loss.image_k) if cfg.loss.image_k and cfg.loss.alpha else None
+    objective = Objective(model, data, cfg.loss, w_cls, bank, centers, images=images)
     return _run(stage, model, trainable, objective, data, cfg, out_dir, record, device, progress, on_epoch_end,
                 bank=bank, init=init)
 
@@ -223,6 +272,9 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
     def before_training() -> None:
         if bank is not None:
             fill_bank(model, data, bank, cfg.data.batch_size, device)
+        if objective.images is not None:
+            objective.images.mine(model, data, cfg.data.batch_size, device,
+                                  None if bank is None else bank.memory)
 
     def before_epoch(seed: int) -> None:
         if isinstance(getattr(data.fit, "transform", None), TrainTransform):  # a feature table has none
@@ -232,6 +284,8 @@ def _run(stage, model, trainable, objective, data, cfg, out_dir, record, device,
     extra = {"bank": bank} if bank is not None else {}
     if objective.centers is not None:
         extra["centers"] = objective.centers
+    if objective.images is not None:
+        extra["image_nbr"] = objective.images
     used = objective.used_modules()
     names = {id(model.get_submodule(path)): path.split(".")[0] for path in TRAINABLE[stage]}
     names[id(objective.centers)] = "centers"

@@ -77,6 +77,30 @@ def test_the_linear_probe_keeps_the_pretrained_trunk_as_it_is(tiny_table, tiny_c
     assert "train_cls" in pd.read_csv(tmp_path / "linear_probe/probe/epochs.csv")
 
 
+def test_the_trunk_trains_at_its_own_fraction_of_the_stage_lr(tiny_table, tiny_cfg, tmp_path):
+    """optim.trunk_lr_scale: the backbone's trunk at scale × lr, its projection and the heads at the lr."""
+    def pretrain(scale, out):
+        cfg = dataclasses.replace(tiny_cfg, optim=dataclasses.replace(tiny_cfg.optim, trunk_lr_scale=scale))
+        return load_checkpoint(train_method(tiny_table, out, cfg, "bce", progress=False))
+
+    torch.manual_seed(tiny_cfg.seed)
+    model = build_model(tiny_cfg, read_label_table(tiny_table).num_labels)
+    start = model.state_dict()
+    projection = {id(p) for p in model.backbone.projection.parameters()}
+    head = {f"backbone.{n}" for n, p in model.backbone.named_parameters() if id(p) in projection}
+    trunk = {f"backbone.{n}" for n, _ in model.backbone.named_parameters()} - head
+    slow = pretrain(1e-9, tmp_path / "slow")
+    groups = slow["optimizer"]["param_groups"]
+    lr = tiny_cfg.pretrain.lr
+    assert [g["lr"] for g in groups] == [lr, pytest.approx(lr * 1e-9)]
+    assert len(groups[1]["params"]) == len(trunk) and len(head) == 2
+    moved = {k for k in trunk | head if not torch.allclose(start[k], slow["model"][k], atol=1e-6, rtol=0)}
+    assert moved == head  # the trunk all but stands still, the projection trains
+    same = pretrain(1.0, tmp_path / "same")
+    assert len(same["optimizer"]["param_groups"]) == 1
+    assert {k for k in trunk if not torch.allclose(start[k], same["model"][k], atol=1e-6, rtol=0)}
+
+
 def test_the_linear_probe_refuses_a_backbone_without_pretrained_weights(tiny_table, tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match="model.pretrained is false"):
         train_method(tiny_table, tmp_path, tiny_cfg, "linear_probe", progress=False)
@@ -96,24 +120,48 @@ def weights(path):
     return load_checkpoint(path)["model"]
 
 
-def test_resume_after_interruption_ends_with_the_same_weights(tiny_table, tiny_cfg, tmp_path):
-    full = train_method(tiny_table, tmp_path / "full", tiny_cfg, "retdm", progress=False)
+@pytest.mark.parametrize("method", ["retdm", "retdm_imgnbr"])
+def test_resume_after_interruption_ends_with_the_same_weights(tiny_table, tiny_cfg, tmp_path, method):
+    """retdm_imgnbr: the image neighbours the stage mined when it started are in its checkpoints."""
+    full = train_method(tiny_table, tmp_path / "full", tiny_cfg, method, progress=False)
 
     def interrupt(stage, epoch):
         if stage == "finetune" and epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_method(tiny_table, tmp_path / "cut", tiny_cfg, "retdm", progress=False, on_epoch_end=interrupt)
-    assert load_checkpoint(tmp_path / "cut/retdm/finetune/last.pt")["epoch"] == 1
-    resumed = train_method(tiny_table, tmp_path / "cut", tiny_cfg, "retdm", progress=False)
+        train_method(tiny_table, tmp_path / "cut", tiny_cfg, method, progress=False, on_epoch_end=interrupt)
+    assert load_checkpoint(tmp_path / f"cut/{method}/finetune/last.pt")["epoch"] == 1
+    resumed = train_method(tiny_table, tmp_path / "cut", tiny_cfg, method, progress=False)
     for a, b in [(full, resumed), (full.with_name("last.pt"), resumed.with_name("last.pt"))]:
         wa, wb = weights(a), weights(b)
         assert wa.keys() == wb.keys()
         for key in wa:
             assert torch.equal(wa[key], wb[key]), key
-    history = pd.read_csv(tmp_path / "cut/retdm/finetune/epochs.csv")
+    history = pd.read_csv(tmp_path / f"cut/{method}/finetune/epochs.csv")
     assert history["epoch"].tolist() == [1, 2]
+
+
+def test_retdm_imgnbr_mines_each_images_nearest_fit_images_from_the_model_its_stage_starts_from(
+        tiny_table, tiny_cfg, tmp_path):
+    from retdm.neighbours import image_neighbours
+    from retdm.train.stages import embed_items
+
+    best = train_method(tiny_table, tmp_path, tiny_cfg, "retdm_imgnbr", progress=False)
+    table = read_label_table(tiny_table)
+    start = build_model(tiny_cfg, table.num_labels)
+    start.load_state_dict(weights(tmp_path / "bce/pretrain/best.pt"))  # embed freezes the backbone
+    spec = TransformSpec(32, 36, start.backbone.mean, start.backbone.std)
+    data = build_training_data(table, spec, val_fraction=tiny_cfg.data.val_fraction, k=3, seed=0, cache=True)
+    cpu = torch.device("cpu")
+    fit, val = embed_items(start, data.fit_eval, 16, cpu), embed_items(start, data.val, 16, cpu)
+    for stage in ("embed", "finetune"):
+        mined = load_checkpoint(best.parent.parent / stage / "best.pt")["extra"]["image_nbr"]
+        assert mined["fit_index"].shape == (len(data.fit), 10)
+        for part, query, labels, own in (("fit", fit, data.fit.labels, True), ("val", val, data.val.labels, False)):
+            index, mask = image_neighbours(query, fit, labels, data.fit.labels, 10, exclude_self=own)
+            assert torch.equal(mined[f"{part}_index"], index) and torch.equal(mined[f"{part}_mask"], mask), (stage, part)
+    assert not load_checkpoint(tmp_path / "retdm_imgnbr/finetune/best.pt")["extra"]["image_nbr"]["fit_mask"].all()
 
 
 def test_finished_stages_are_not_trained_again(tiny_table, tiny_cfg, tmp_path):
@@ -278,13 +326,18 @@ def test_the_one_batch_rule_counts_the_global_batch_under_torchrun():
         check_one_batch("embed", 31, 32, processes=4)  # 7 items each, local batches of 8: no step
 
 
-@pytest.mark.parametrize("way2, training, two_way", [("forward", True, True), ("forward", False, True),
-                                                     ("bank", False, True), ("bank", True, False)])
-def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table, tiny_cfg, way2, training, two_way):
+@pytest.mark.parametrize("way2, training, two_way, image_k", [
+    ("forward", True, True, 0), ("forward", False, True, 0), ("bank", False, True, 0), ("bank", True, False, 0),
+    ("bank", True, True, 4), ("forward", False, True, 4), ("bank", False, False, 4)])
+def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table, tiny_cfg, way2, training, two_way,
+                                                                       image_k):
     """J = mean(J1 + λ·J2) of a batch, recomputed here: the fit part's neighbour sets in training and
     the validation part's otherwise; way 2's images forwarded in their train view (training) or test
-    view (validation), or read from the bank; masked neighbour slots left out; one-way: J = mean(J1)."""
-    from retdm.neighbours import sample_pool_items
+    view (validation), or read from the bank; masked neighbour slots left out; one-way: J = mean(J1).
+    retdm_imgnbr (image_k > 0): the item's nearest fit images follow the K label-set neighbours, with
+    their own label sets in way 1 and themselves in way 2."""
+    from retdm.neighbours import image_neighbours, sample_pool_items
+    from retdm.train.stages import ImageNeighbourTable
 
     lam = 0.5
     loss_cfg = dataclasses.replace(tiny_cfg.loss, alpha=1.0, beta=0.0, lam=lam, two_way=two_way, way2=way2)
@@ -302,12 +355,28 @@ def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table,
     objective = Objective(model, data, loss_cfg, 0.0, bank)
     objective.draw_pools(0)
     nbr = data.fit_nbr if training else data.val_nbr
-    images, labels, rows = next(iter(torch.utils.data.DataLoader(data.fit if training else data.val, batch_size=16)))
+    part = data.fit if training else data.val
+    if image_k:
+        objective.images = ImageNeighbourTable(image_k)
+        objective.images.mine(model, data, 16, torch.device("cpu"))
+    images, labels, rows = next(iter(torch.utils.data.DataLoader(part, batch_size=16)))
     model.train(training)
     _, parts, _ = objective((images, labels, rows), training)
 
     index, mask = nbr.index[rows], nbr.mask[rows]  # (B, K)
     items = sample_pool_items(data.neighbours, index, objective.draws[training][rows])  # (B, K)
+    if image_k:
+        model.eval()
+        with torch.no_grad():
+            query = model.backbone(torch.stack([data.val[i][0] for i in range(len(data.val))])) if not training else stored
+        near, near_mask = image_neighbours(query, stored, part.labels, data.fit.labels, image_k,
+                                           exclude_self=training)
+        near, near_mask = near[rows], near_mask[rows]  # (B, Ki)
+        assert not (training and (near == rows[:, None]).any())  # never its own neighbour
+        assert (near_mask == (data.fit.labels[near] != labels[:, None]).any(2)).all()
+        index = torch.cat([index, torch.from_numpy(data.neighbours.set_of_item)[near]], 1)
+        mask, items = torch.cat([mask, near_mask], 1), torch.cat([items, near], 1)
+        model.train(training)
     with torch.no_grad():
         f_img, f_y = model.backbone(images), model.label_net(labels)  # (B, D) each
         f_nbr_y = model.label_net(data.sets[index])  # (B, K, D)
