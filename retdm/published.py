@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from retdm.compare import HEADERS, TABLE_METRICS, THRESHOLDED, against_paper
+from retdm.compare import HEADERS, TABLE_METRICS, THRESHOLDED, TUNED_THRESHOLDS, against_paper
 from retdm.errors import DataError
 from retdm.files import atomic_write
 from retdm.verdict import table_legend, verdict_table, verdicts
@@ -207,9 +207,8 @@ def render_results(record: dict[str, Any]) -> list[str]:
                   f"{'s' if seeds > 1 else ''} (↓ lower is better):", "", *_table(methods, TABLE_METRICS)]
         tuned = record.get("results_tuned", {}).get(dataset)
         if tuned:
-            lines += ["", "The same models at per-class thresholds, each tuned to the best F1 on the validation part "
-                      "of the training split (never the test split); the ranking metrics do not depend on "
-                      "thresholds:", "", *_table(tuned, THRESHOLDED)]
+            lines += ["", f"The same models at {TUNED_THRESHOLDS}; the ranking metrics do not depend on thresholds:", "",
+                      *_table(tuned, THRESHOLDED)]
         versus = against_paper({m: {k: v["mean"] for k, v in values.items()} for m, values in methods.items()}, dataset)
         if len(versus):
             lines += ["", paper_sentence(versus)]
