@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from retdm import __version__
-from retdm.compare import FIXED, FLAG_MARK, HAMMING_MARK, THRESHOLDED, TUNED
+from retdm.compare import FIXED, FLAG_MARK, HAMMING_MARK, TABLE_METRICS, THRESHOLDED, TUNED
 from retdm.compare import HEADERS as METRIC_LABELS
 from retdm.inference import final_checkpoint
 from retdm.layout import Layout
@@ -32,8 +32,6 @@ from retdm.report.page import Figure, Section, Table, Text, render_html, render_
 from retdm.revision import code_revision
 from retdm.verdict import verdict_sentence, verdicts
 
-TABLE_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1", "hamming_loss", "ranking_loss", "one_error", "coverage",
-                 "average_precision", "mAP")
 DECIMALS = 4
 SENSITIVITY_CAPTION = ("C-F1 and O-F1 on the test split for each α (the weight of the metric term J1 + λ·J2) and "
                        "β (the weight of the reconstruction term Jrec) of L = Lcls + α·(J1 + λ·J2) + β·Jrec, "
