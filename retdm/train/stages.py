@@ -210,10 +210,7 @@ def fill_bank(model: RETDMNet, data: TrainingData, bank: EmbeddingBank, batch_si
 def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
              *, device: torch.device, progress: bool = True, on_epoch_end=None) -> Path:
     """Stage 1: fine-tune backbone + classifier with BCE alone. This model is the BCE baseline."""
-    trainable = set_trainable(model, "pretrain")
-    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None)
-    return _run("pretrain", model, trainable, objective, data, cfg, out_dir, record, device, progress,
-                on_epoch_end, bank=None, init=None)
+    return _run_bce("pretrain", model, data, cfg, out_dir, record, device, progress, on_epoch_end)
 
 
 def probe(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
@@ -225,10 +222,7 @@ def probe(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, 
         raise ConfigError(f"method 'linear_probe' trains a linear head on pretrained features, but model.pretrained "
                           f"is false ({cfg.model.backbone} from random weights): use a profile with pretrained "
                           f"weights (e.g. lite) or leave linear_probe out of methods")
-    trainable = set_trainable(model, "probe")
-    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None)
-    return _run("probe", model, trainable, objective, data, cfg, out_dir, record, device, progress,
-                on_epoch_end, bank=None, init=None)
+    return _run_bce("probe", model, data, cfg, out_dir, record, device, progress, on_epoch_end)
 
 
 def embed(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],
@@ -248,6 +242,13 @@ def finetune(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Pat
     trainable = set_trainable(model, "finetune")
     return _run_metric("finetune", 1.0, model, trainable, data, cfg, out_dir, record, init, device, progress,
                        on_epoch_end)
+
+
+def _run_bce(stage, model, data, cfg, out_dir, record, device, progress, on_epoch_end):
+    """A stage that trains its modules with Lcls alone (BCE), from where the model stands."""
+    objective = Objective(model, data, LossConfig(alpha=0.0, beta=0.0), 1.0, None)
+    return _run(stage, model, set_trainable(model, stage), objective, data, cfg, out_dir, record, device, progress,
+                on_epoch_end, bank=None, init=None)
 
 
 def _run_metric(stage, w_cls, model, trainable, data, cfg, out_dir, record, init, device, progress, on_epoch_end):
