@@ -40,11 +40,11 @@ HEADERS = {"CP": "C-P", "CR": "C-R", "CF1": "C-F1", "OP": "O-P", "OR": "O-R", "O
            "coverage": "Coverage ↓", "average_precision": "AP", "mAP": "mAP"}
 LONG_COLUMNS = ["dataset", "method", "seed", "metric", "value", "lower_is_better"]
 
-# Our method name → the paper's. `asl`, `mlknn` and the controls have no paper row; the paper's CNN-RNN,
-# CNN-Softmax and CNN-WARP (coco, cited from the CNN-RNN paper) have no method of ours.
+# Our method name → the paper's. `asl`, `mlknn`, `retdm_imgnbr` and the controls have no paper row;
+# the paper's CNN-RNN, CNN-Softmax and CNN-WARP (coco, cited from the CNN-RNN paper) have no method of ours.
 PAPER_METHODS = {"bce": "BCE", "retdm": "RETDM", "retdm_oneway": "RETDM (one-way)", "center_loss": "CL",
                  "c2ae": "C2AE", "lmmo_knn": "LMMO-kNN", "mlspl": "MLSPL"}
-NO_PAPER_ROW = ("bce_ft", "linear_probe", "retdm_imgnbr", "asl", "mlknn")  # registered methods the paper does not report
+NO_PAPER_ROW = ("bce_ft", "linear_probe", "retdm_imgnbr", "asl", "mlknn")  # registered, not in the paper
 # Our metric key → the paper's name. mAP is not in the paper.
 PAPER_METRICS = {"CP": "C-P", "CR": "C-R", "CF1": "C-F1", "OP": "O-P", "OR": "O-R", "OF1": "O-F1",
                  "hamming_loss": "hamming_loss", "ranking_loss": "ranking_loss", "one_error": "one_error",
@@ -62,10 +62,11 @@ TUNED_MARK, SAME_CELL = " (tuned thresholds)", "="
 PAPER_MARK, FLAG_MARK = " (paper)", " ⚠"
 INTRO = ("Test split; prediction at score ≥ 0.5; ↓ lower is better. Mean over seeds (± std when several);"
          " – where a method does not report the metric.")
-TUNED_THRESHOLDS = ("per-class thresholds, each tuned to the best F1 on the validation part of the training split (never the"
-         " test split)")
-TUNED_NOTE = (f"Rows marked{TUNED_MARK}: the same models with {TUNED_THRESHOLDS}; the comparison with the paper and the bold use"
-              f" the 0.5 rows. {SAME_CELL}: as the row above (the ranking metrics do not depend on thresholds).")
+TUNED_THRESHOLDS = ("per-class thresholds, each tuned to the best F1 on the validation part of the training split"
+                    " (never the test split)")
+TUNED_NOTE = (f"Rows marked{TUNED_MARK}: the same models with {TUNED_THRESHOLDS}; the comparison with the paper and"
+              f" the bold use the 0.5 rows. {SAME_CELL}: as the row above (the ranking metrics do not depend on"
+              " thresholds).")
 PAPER_NOTE = ("Rows marked (paper) are as printed in the paper (Tables II-IV; coco's one-way RETDM from Table V),"
               f" with P, R and F1 to {F1_DECIMALS} decimals; the paper reports no mAP. Bold marks our best.")
 FLAG_NOTE = (f"{FLAG_MARK.strip()} The paper's F1 in the marked cell is not the harmonic mean 2PR/(P+R) of its"

@@ -207,8 +207,8 @@ def render_results(record: dict[str, Any]) -> list[str]:
                   f"{'s' if seeds > 1 else ''} (↓ lower is better):", "", *_table(methods, TABLE_METRICS)]
         tuned = record.get("results_tuned", {}).get(dataset)
         if tuned:
-            lines += ["", f"The same models at {TUNED_THRESHOLDS}; the ranking metrics do not depend on thresholds:", "",
-                      *_table(tuned, THRESHOLDED)]
+            lines += ["", f"The same models at {TUNED_THRESHOLDS}; the ranking metrics do not depend on "
+                      "thresholds:", "", *_table(tuned, THRESHOLDED)]
         versus = against_paper({m: {k: v["mean"] for k, v in values.items()} for m, values in methods.items()}, dataset)
         if len(versus):
             lines += ["", paper_sentence(versus)]

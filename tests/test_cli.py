@@ -27,8 +27,8 @@ def test_listings():
     assert {"small_cnn", "vgg16", "resnet18", "resnet50", "efficientnet_lite0"} <= set(
         line.split()[0] for line in run("backbones")[1].splitlines())
     methods = {line.split()[0]: line for line in run("methods")[1].splitlines()}
-    assert {"bce", "bce_ft", "linear_probe", "retdm", "retdm_oneway", "retdm_imgnbr", "asl", "center_loss", "mlknn", "lmmo_knn", "mlspl",
-            "c2ae"} == set(methods)
+    assert {"bce", "bce_ft", "linear_probe", "retdm", "retdm_oneway", "retdm_imgnbr", "asl", "center_loss", "mlknn",
+            "lmmo_knn", "mlspl", "c2ae"} == set(methods)
     assert "pretrain → features → fit" in methods["mlknn"] and "pretrain → embed → finetune" in methods["retdm"]
     assert methods["linear_probe"].split()[1] == "probe"
     assert {"synthetic", "folder", "scene", "mirflickr", "coco", "voc2007", "nuswide", "mulan"} == set(

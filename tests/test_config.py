@@ -29,7 +29,7 @@ def test_overrides_apply_and_ints_widen_to_float():
     ({"optim.weight_decay": -1}, r"'optim\.weight_decay': expected >= 0, got -1\.0"),
     ({"optim.lr_factor": 10}, r"'optim\.lr_factor': expected in \(0, 1\).*got 10\.0"),
     ({"optim.lr_factor": 0}, r"'optim\.lr_factor': expected in \(0, 1\).*got 0\.0"),
-    ({"optim.trunk_lr_scale": 0}, r"'optim\.trunk_lr_scale': expected > 0 \(a frozen trunk is the linear_probe.*got 0\.0"),
+    ({"optim.trunk_lr_scale": 0}, r"'optim\.trunk_lr_scale': expected > 0 \(a frozen trunk is the linear_probe.*0\.0"),
     ({"data.num_workers": -1}, r"'data\.num_workers': expected >= 0.*got -1"),
     ({"device": "tpu"}, r"'device': expected auto, cpu, cuda or cuda:<index>, got 'tpu'"),
     ({"device": "cuda:x"}, r"'device': expected .*got 'cuda:x'"),

@@ -155,8 +155,8 @@ class Objective:
                 source = self.data.fit if training else self.data.fit_eval
                 nbr_images = source.images(items).to(f_img.device)  # (B·K, 3, S, S)
                 f_nbr_img = self.model.backbone(nbr_images).view(*items.shape, -1)  # (B, K, D)
-        return two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask.to(f_img.device), lam=self.loss.lam,
-                                   two_way=self.loss.two_way)
+        return two_way_metric_loss(f_img, f_lbl, f_nbr_lbl, f_nbr_img, mask.to(f_img.device),
+                                   lam=self.loss.lam, two_way=self.loss.two_way)
 
 
 class ImageNeighbourTable:
@@ -204,7 +204,8 @@ def embed_items(model: RETDMNet, part, batch_size: int, device: torch.device) ->
 def fill_bank(model: RETDMNet, data: TrainingData, bank: EmbeddingBank, batch_size: int,
               device: torch.device) -> None:
     """Embed every fit image once (test transform, eval mode) into the bank."""
-    bank.update(torch.arange(len(data.fit_eval), device=device), embed_items(model, data.fit_eval, batch_size, device))
+    bank.update(torch.arange(len(data.fit_eval), device=device),
+                embed_items(model, data.fit_eval, batch_size, device))
 
 
 def pretrain(model: RETDMNet, data: TrainingData, cfg: TrainConfig, out_dir: Path, record: dict[str, Any],

@@ -160,7 +160,8 @@ def test_retdm_imgnbr_mines_each_images_nearest_fit_images_from_the_model_its_st
         assert mined["fit_index"].shape == (len(data.fit), 10)
         for part, query, labels, own in (("fit", fit, data.fit.labels, True), ("val", val, data.val.labels, False)):
             index, mask = image_neighbours(query, fit, labels, data.fit.labels, 10, exclude_self=own)
-            assert torch.equal(mined[f"{part}_index"], index) and torch.equal(mined[f"{part}_mask"], mask), (stage, part)
+            assert torch.equal(mined[f"{part}_index"], index), (stage, part)
+            assert torch.equal(mined[f"{part}_mask"], mask), (stage, part)
     assert not load_checkpoint(tmp_path / "retdm_imgnbr/finetune/best.pt")["extra"]["image_nbr"]["fit_mask"].all()
 
 
@@ -368,7 +369,8 @@ def test_the_metric_term_follows_the_part_the_mask_and_the_way2_mode(tiny_table,
     if image_k:
         model.eval()
         with torch.no_grad():
-            query = model.backbone(torch.stack([data.val[i][0] for i in range(len(data.val))])) if not training else stored
+            val_images = torch.stack([data.val[i][0] for i in range(len(data.val))])
+            query = stored if training else model.backbone(val_images)
         near, near_mask = image_neighbours(query, stored, part.labels, data.fit.labels, image_k,
                                            exclude_self=training)
         near, near_mask = near[rows], near_mask[rows]  # (B, Ki)
