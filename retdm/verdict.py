@@ -26,7 +26,7 @@ COMPARISONS = (
     ("retdm_oneway", "bce", "the BCE pretrain"),
     ("retdm", "retdm_oneway", "one-way RETDM (the paper's Table V)"),
     ("retdm_imgnbr", "bce_ft", "the equal-epochs control"),
-    ("retdm_imgnbr", "retdm", "RETDM with label-set neighbours only (the paper's future work)"),
+    ("retdm_imgnbr", "retdm", "RETDM, whose negatives come from label-set neighbours only"),
     # The floor: the frozen pretrained backbone with a linear head. A fine-tuned method that does
     # not beat it lost what the backbone knew (its recipe is broken, not the method).
     *((method, "linear_probe", "the linear probe (the floor)")
