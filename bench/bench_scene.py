@@ -1,7 +1,7 @@
 """``make scene`` timed: the paper's Table II on the real scene images, every method, 3 seeds.
 
 Clones the committed HEAD into ``--dir`` (a new folder: no virtual environment, nothing in its DVC
-cache), runs ``make setup`` and then ``make scene`` (twelve methods × seeds 0, 1, 2 with the
+cache), runs ``make setup`` and then ``make scene`` (every method the Makefile lists × seeds 0, 1, 2 with the
 ``lite`` profile, as a DVC experiment), whose own wall time ``make scene`` writes to
 ``results/scene.seconds``. Target: ≤ 3 hours on 2 CPU cores. Writes
 ``results/published/bench_scene.json`` (the README's "make scene" timing row: ``retdm publish
